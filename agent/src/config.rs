@@ -1,0 +1,130 @@
+//! Agent configuration: serde structs with documented defaults, validated once before start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Configuration of the agent role (`[agent]` in the config file, `STRATA_AGENT__*` in the
+/// environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Identity of this agent, carried in every batch envelope. Empty: a stable id is generated
+    /// on first start and kept in `data_dir/agent-id`.
+    pub id: String,
+    /// Local state of the agent (its id; later its disk buffer and checkpoints).
+    pub data_dir: PathBuf,
+    /// OTLP/gRPC listen address.
+    pub otlp_grpc: String,
+    /// OTLP/HTTP listen address (`/v1/traces`, `/v1/metrics`, `/v1/logs`, plus `/metrics` and
+    /// `/ready`).
+    pub otlp_http: String,
+    /// Collectors as `HOST:PORT`. A host name that resolves to several addresses contributes
+    /// every address; names are re-resolved every `dns_refresh_secs`.
+    pub collectors: Vec<String>,
+    /// How often collector names are resolved again, in seconds.
+    pub dns_refresh_secs: u64,
+    /// Tenant of requests that carry no `X-Scope-OrgID` header.
+    pub default_tenant: String,
+    /// A batch to one collector is shipped once it holds this many rows.
+    pub batch_max_rows: usize,
+    /// ... or this many bytes of Arrow memory.
+    pub batch_max_bytes: usize,
+    /// ... or once its oldest row waited this long, in milliseconds.
+    pub batch_max_age_ms: u64,
+    /// Memory the agent may hold in accepted but not yet acknowledged batches. Past it, OTLP
+    /// requests are refused with `RESOURCE_EXHAUSTED` / 429.
+    pub memory_limit_bytes: usize,
+    /// Largest OTLP request body accepted, after decompression.
+    pub max_request_bytes: usize,
+    /// On shutdown, how long the agent keeps trying to ship what it holds, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            data_dir: PathBuf::from("data/agent"),
+            otlp_grpc: "0.0.0.0:4317".into(),
+            otlp_http: "0.0.0.0:4318".into(),
+            collectors: vec!["127.0.0.1:4320".into()],
+            dns_refresh_secs: 30,
+            default_tenant: strata_schema::envelope::DEFAULT_TENANT.into(),
+            batch_max_rows: 16 * 1024,
+            batch_max_bytes: 8 * 1024 * 1024,
+            batch_max_age_ms: 1000,
+            memory_limit_bytes: 256 * 1024 * 1024,
+            max_request_bytes: 16 * 1024 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Checks the configuration and fills in the agent id; call once before [`crate::run`].
+    pub fn validate(&self) -> Result<()> {
+        if self.collectors.is_empty() {
+            return Err(Error::Config("at least one collector is required".into()));
+        }
+        for c in &self.collectors {
+            if c.rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                return Err(Error::Config(format!("collector {c:?} is not HOST:PORT")));
+            }
+        }
+        strata_schema::envelope::validate_tenant(&self.default_tenant)
+            .map_err(|e| Error::Config(format!("default_tenant: {e}")))?;
+        if self.batch_max_rows == 0 || self.batch_max_bytes == 0 {
+            return Err(Error::Config("batch limits must be positive".into()));
+        }
+        if self.memory_limit_bytes < self.max_request_bytes {
+            return Err(Error::Config(
+                "memory_limit_bytes must be at least max_request_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The agent id: the configured one, else the one kept in `data_dir`, else a new one
+    /// (written there for the next start).
+    pub fn resolve_id(&mut self) -> Result<()> {
+        if !self.id.is_empty() {
+            return Ok(());
+        }
+        let path = self.data_dir.join("agent-id");
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            let id = id.trim();
+            if !id.is_empty() {
+                self.id = id.to_string();
+                return Ok(());
+            }
+        }
+        let id = format!("agent-{}", ulid::Ulid::new().to_string().to_lowercase());
+        std::fs::create_dir_all(&self.data_dir)
+            .and_then(|()| write_atomically(&path, id.as_bytes()))
+            .map_err(|e| {
+                Error::Config(format!("cannot keep agent id in {}: {e}", path.display()))
+            })?;
+        self.id = id;
+        Ok(())
+    }
+
+    pub fn dns_refresh(&self) -> Duration {
+        Duration::from_secs(self.dns_refresh_secs.max(1))
+    }
+}
+
+/// tmp -> fsync -> rename, so a crash leaves either the old or the new file.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

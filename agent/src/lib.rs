@@ -1,0 +1,119 @@
+//! The Strata agent: the edge tier.
+//!
+//! It receives OTLP over gRPC and HTTP ([`sources::otlp`]), turns every request into an Arrow
+//! record batch (through `strata-schema`, straight from the prost types), and hands it to the
+//! [`shipper`], which routes rows to collectors by consistent hashing ([`ring`]), batches them by
+//! size and age, and ships them over Arrow Flight `DoPut`.
+//!
+//! Invariants:
+//! - Memory is bounded: every accepted batch holds a share of `memory_limit_bytes` until a
+//!   collector acknowledged it; when none is left the receivers answer `RESOURCE_EXHAUSTED` / 429.
+//! - All spans of one trace go to one collector while the collector set is stable.
+//!
+//! The OTLP receivers are written against the small [`ingest::Ingest`] trait so that the
+//! collector can mount the very same receivers in front of its own buffer.
+
+pub mod config;
+pub mod discovery;
+pub mod ingest;
+pub mod metrics;
+pub mod ring;
+pub mod serve;
+pub mod shipper;
+pub mod sources;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::AgentConfig;
+
+/// Errors that stop the agent from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid agent configuration: {0}")]
+    Config(String),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{what} server failed: {source}")]
+    Serve {
+        what: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs the agent until `shutdown` is cancelled, then drains what it accepted (bounded by
+/// `shutdown_grace`) and returns.
+pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    config.validate()?;
+    config.resolve_id()?;
+    let registry = metrics::new_registry();
+    let agent_metrics = Arc::new(metrics::AgentMetrics::register(
+        &mut registry.lock_registry(),
+    ));
+    let otlp_metrics = Arc::new(sources::otlp::OtlpMetrics::register(
+        &mut registry.lock_registry(),
+        "strata_agent",
+    ));
+
+    let collectors = discovery::Discovery::new(config.collectors.clone(), config.dns_refresh());
+    let shipper = shipper::Shipper::start(
+        shipper::ShipperConfig::from_agent(&config),
+        collectors,
+        agent_metrics.clone(),
+        shutdown.clone(),
+    )
+    .await;
+
+    let receiver = Arc::new(sources::otlp::OtlpReceiver::new(
+        Arc::new(shipper.clone()),
+        otlp_metrics,
+        config.max_request_bytes,
+        config.default_tenant.clone(),
+    ));
+    let grpc = serve::bind("OTLP/gRPC", &config.otlp_grpc).await?;
+    let http = serve::bind("OTLP/HTTP", &config.otlp_http).await?;
+    info!(
+        agent_id = %config.id,
+        otlp_grpc = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        otlp_http = %http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        "agent listening"
+    );
+    let ready = shipper.clone();
+    let http_app = sources::otlp::http::router(receiver.clone()).merge(serve::admin_router(
+        registry.clone(),
+        Arc::new(move || ready.is_ready()),
+    ));
+
+    // Stop accepting first; then the shipper drains what was accepted.
+    let accept_stop = shutdown.clone();
+    let grpc_task = tokio::spawn(sources::otlp::grpc::serve(
+        receiver,
+        grpc,
+        accept_stop.clone().cancelled_owned(),
+    ));
+    let http_task = tokio::spawn(serve::serve_http("OTLP/HTTP", http, http_app, accept_stop));
+    let grpc_result = grpc_task.await;
+    let http_result = http_task.await;
+    shipper.drain().await;
+    for result in [grpc_result, http_result] {
+        match result {
+            Ok(r) => r?,
+            Err(join) => {
+                return Err(Error::Serve {
+                    what: "agent",
+                    source: Box::new(join),
+                });
+            }
+        }
+    }
+    info!("agent stopped");
+    Ok(())
+}

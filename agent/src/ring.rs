@@ -1,0 +1,115 @@
+//! Consistent hashing over the collector set.
+//!
+//! Each member owns `VNODES` points on a 64-bit ring (xxh3 of `member#i`); a key goes to the
+//! owner of the first point at or after its hash. Adding or removing one member only moves the
+//! keys of the arcs it gains or loses, so a trace keeps landing on one collector while the set
+//! is stable, and most keys stay put when it changes.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Points per member: enough that three members each get close to a third of the keys.
+const VNODES: usize = 256;
+
+/// An immutable ring; build a new one when the member set changes.
+#[derive(Debug, Clone, Default)]
+pub struct Ring {
+    members: Vec<String>,
+    points: Vec<(u64, u32)>,
+}
+
+impl Ring {
+    /// Builds the ring of `members` (order and duplicates do not matter).
+    pub fn new(mut members: Vec<String>) -> Self {
+        members.sort();
+        members.dedup();
+        let mut points = Vec::with_capacity(members.len() * VNODES);
+        for (i, m) in members.iter().enumerate() {
+            for v in 0..VNODES {
+                points.push((xxh3_64(format!("{m}#{v}").as_bytes()), i as u32));
+            }
+        }
+        points.sort_unstable();
+        Self { members, points }
+    }
+
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Index into [`Ring::members`] of the owner of `hash`; `None` on an empty ring.
+    pub fn owner(&self, hash: u64) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let i = self.points.partition_point(|&(p, _)| p < hash);
+        let (_, m) = self.points[i % self.points.len()];
+        Some(m as usize)
+    }
+
+    /// Owner of a routing key.
+    pub fn owner_of(&self, key: &[u8]) -> Option<usize> {
+        self.owner(xxh3_64(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("127.0.0.1:{}", 4320 + i)).collect()
+    }
+
+    #[test]
+    fn spreads_keys_evenly() {
+        let ring = Ring::new(members(3));
+        let mut counts = [0usize; 3];
+        for k in 0..30_000u32 {
+            counts[ring.owner_of(&k.to_le_bytes()).unwrap()] += 1;
+        }
+        for c in counts {
+            assert!((7_000..13_000).contains(&c), "uneven spread {counts:?}");
+        }
+    }
+
+    #[test]
+    fn adding_a_member_moves_only_its_share() {
+        let before = Ring::new(members(3));
+        let after = Ring::new(members(4));
+        let mut moved = 0;
+        for k in 0..20_000u32 {
+            let key = k.to_le_bytes();
+            let a = &before.members()[before.owner_of(&key).unwrap()];
+            let b = &after.members()[after.owner_of(&key).unwrap()];
+            if a != b {
+                assert_eq!(b, &after.members()[3], "a key moved between old members");
+                moved += 1;
+            }
+        }
+        assert!((2_500..7_500).contains(&moved), "moved {moved}");
+    }
+
+    #[test]
+    fn order_of_members_does_not_matter() {
+        let mut m = members(5);
+        let a = Ring::new(m.clone());
+        m.reverse();
+        let b = Ring::new(m);
+        for k in 0..1000u32 {
+            let key = k.to_be_bytes();
+            assert_eq!(
+                a.members()[a.owner_of(&key).unwrap()],
+                b.members()[b.owner_of(&key).unwrap()]
+            );
+        }
+    }
+
+    #[test]
+    fn empty_ring_has_no_owner() {
+        assert_eq!(Ring::new(vec![]).owner_of(b"x"), None);
+    }
+}

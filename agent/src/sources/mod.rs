@@ -1,0 +1,3 @@
+//! Data sources of the agent. Today: OTLP over gRPC and HTTP.
+
+pub mod otlp;

@@ -1,0 +1,215 @@
+//! OTLP receivers (gRPC in [`grpc`], HTTP in [`http`]) in front of an [`Ingest`] sink.
+//!
+//! Both protocols decode into the prost request types and call [`OtlpReceiver::export`], which
+//! drops what the OTLP spec says a server must reject (spans with an invalid trace or span id,
+//! metrics without a name), converts the rest to one Arrow batch and hands it to the sink. The
+//! rejected part is reported as OTLP partial success. The tenant comes from the
+//! `X-Scope-OrgID` header, as in Tempo, Loki and Mimir.
+
+pub mod grpc;
+pub mod http;
+mod signal;
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use strata_schema::envelope::validate_tenant;
+use tracing::warn;
+
+use crate::ingest::{Ingest, IngestError};
+use crate::metrics::Labels;
+pub use signal::{Logs, Metrics, OtlpSignal, Traces};
+
+/// Header (gRPC metadata key) naming the tenant of a request.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
+/// Receiver-side metrics, shared by both protocols.
+pub struct OtlpMetrics {
+    /// Requests by signal, protocol and outcome (`ok`, `partial`, or the refusal reason).
+    pub requests: Family<Labels, Counter>,
+    /// Items (spans, log records, data points) accepted, by signal and protocol.
+    pub accepted: Family<Labels, Counter>,
+    /// Items refused, by signal and reason (`invalid`, `overloaded`, `too_large`, ...).
+    pub refused: Family<Labels, Counter>,
+}
+
+impl OtlpMetrics {
+    /// Registers under `<prefix>_otlp_*`.
+    pub fn register(registry: &mut Registry, prefix: &str) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            accepted: Family::default(),
+            refused: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix(format!("{prefix}_otlp"));
+        r.register("requests", "OTLP export requests", m.requests.clone());
+        r.register(
+            "accepted_items",
+            "Spans, log records and data points accepted",
+            m.accepted.clone(),
+        );
+        r.register(
+            "refused_items",
+            "Spans, log records and data points refused",
+            m.refused.clone(),
+        );
+        m
+    }
+
+    /// Counts a request refused before it could be decoded (no item count known).
+    pub fn refused_request(&self, signal: &str, protocol: &'static str, reason: &'static str) {
+        self.requests
+            .get_or_create(&vec![
+                ("signal", signal.to_string()),
+                ("protocol", protocol.to_string()),
+                ("outcome", reason.to_string()),
+            ])
+            .inc();
+    }
+}
+
+/// The protocol-independent half of every OTLP receiver.
+pub struct OtlpReceiver {
+    ingest: Arc<dyn Ingest>,
+    metrics: Arc<OtlpMetrics>,
+    max_request_bytes: usize,
+    default_tenant: String,
+}
+
+impl OtlpReceiver {
+    pub fn new(
+        ingest: Arc<dyn Ingest>,
+        metrics: Arc<OtlpMetrics>,
+        max_request_bytes: usize,
+        default_tenant: String,
+    ) -> Self {
+        Self {
+            ingest,
+            metrics,
+            max_request_bytes,
+            default_tenant,
+        }
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    pub fn metrics(&self) -> &OtlpMetrics {
+        &self.metrics
+    }
+
+    /// The tenant named by the request header, or the default one.
+    pub fn tenant<'a>(&'a self, header: Option<&'a str>) -> Result<&'a str, IngestError> {
+        match header {
+            None | Some("") => Ok(&self.default_tenant),
+            Some(t) => validate_tenant(t)
+                .map(|()| t)
+                .map_err(|e| IngestError::Invalid(format!("{TENANT_HEADER}: {e}"))),
+        }
+    }
+
+    /// Validates, converts and ingests one export request; answers with what was rejected
+    /// (nothing, or a partial success).
+    pub async fn export<S: OtlpSignal>(
+        &self,
+        protocol: &'static str,
+        tenant: Option<&str>,
+        mut request: S::Request,
+    ) -> Result<Rejected, IngestError> {
+        let signal = S::SIGNAL.as_str();
+        let outcome = |o: &str| {
+            vec![
+                ("signal", signal.to_string()),
+                ("protocol", protocol.to_string()),
+                ("outcome", o.to_string()),
+            ]
+        };
+        let tenant = match self.tenant(tenant) {
+            Ok(t) => t,
+            Err(e) => {
+                self.metrics
+                    .requests
+                    .get_or_create(&outcome(e.reason()))
+                    .inc();
+                return Err(e);
+            }
+        };
+        let rejected = S::retain_valid(&mut request);
+        let items = S::items(&request);
+        let result = if items == 0 {
+            Ok(())
+        } else {
+            match S::to_batch(&request) {
+                Ok(batch) => self.ingest.ingest(tenant, S::SIGNAL, batch).await,
+                Err(e) => Err(IngestError::Invalid(e.to_string())),
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.metrics
+                    .accepted
+                    .get_or_create(&vec![
+                        ("signal", signal.to_string()),
+                        ("protocol", protocol.to_string()),
+                    ])
+                    .inc_by(items as u64);
+                let o = if rejected.count > 0 { "partial" } else { "ok" };
+                self.metrics.requests.get_or_create(&outcome(o)).inc();
+                if rejected.count > 0 {
+                    self.refuse(signal, "invalid", rejected.count as u64);
+                }
+                Ok(rejected)
+            }
+            Err(e) => {
+                if let IngestError::Internal(detail) = &e {
+                    warn!(signal, error = %detail, "ingest failed");
+                }
+                self.metrics
+                    .requests
+                    .get_or_create(&outcome(e.reason()))
+                    .inc();
+                self.refuse(signal, e.reason(), (items + rejected.count as usize) as u64);
+                Err(e)
+            }
+        }
+    }
+
+    fn refuse(&self, signal: &str, reason: &'static str, n: u64) {
+        self.metrics
+            .refused
+            .get_or_create(&vec![
+                ("signal", signal.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc_by(n);
+    }
+}
+
+/// What [`OtlpSignal::retain_valid`] removed from a request.
+#[derive(Debug, Default)]
+pub struct Rejected {
+    pub count: i64,
+    pub message: String,
+}
+
+impl Rejected {
+    /// The export response in protobuf.
+    pub fn into_response<S: OtlpSignal>(self) -> S::Response {
+        S::response(self.count, self.message)
+    }
+
+    /// The export response in OTLP JSON: `{}` on full success, else `partialSuccess` with the
+    /// count as a string (proto3 JSON maps int64 to strings).
+    pub fn to_json<S: OtlpSignal>(&self) -> serde_json::Value {
+        if self.count == 0 {
+            return serde_json::json!({});
+        }
+        let mut partial = serde_json::Map::new();
+        partial.insert(S::REJECTED_FIELD.into(), self.count.to_string().into());
+        partial.insert("errorMessage".into(), self.message.clone().into());
+        serde_json::json!({ "partialSuccess": partial })
+    }
+}

@@ -1,0 +1,181 @@
+//! Per-signal glue for the OTLP receivers: request/response types, validation and conversion.
+
+use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use strata_schema::Signal;
+
+use super::Rejected;
+
+/// One OTLP signal as the receivers see it.
+pub trait OtlpSignal: Send + 'static {
+    const SIGNAL: Signal;
+    /// Path of the OTLP/HTTP endpoint.
+    const HTTP_PATH: &'static str;
+    /// JSON name of the partial-success count field.
+    const REJECTED_FIELD: &'static str;
+    type Request: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static;
+    type Response: prost::Message + Default + Send + 'static;
+
+    /// Removes the items a server must reject; says how many and why.
+    fn retain_valid(request: &mut Self::Request) -> Rejected;
+    /// Spans, log records or data points in the request.
+    fn items(request: &Self::Request) -> usize;
+    fn to_batch(request: &Self::Request) -> strata_schema::Result<RecordBatch>;
+    fn response(rejected: i64, message: String) -> Self::Response;
+}
+
+pub struct Traces;
+pub struct Logs;
+pub struct Metrics;
+
+fn is_valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|&b| b != 0)
+}
+
+impl OtlpSignal for Traces {
+    const SIGNAL: Signal = Signal::Traces;
+    const HTTP_PATH: &'static str = "/v1/traces";
+    const REJECTED_FIELD: &'static str = "rejectedSpans";
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+
+    fn retain_valid(request: &mut Self::Request) -> Rejected {
+        let mut count = 0;
+        for rs in &mut request.resource_spans {
+            for ss in &mut rs.scope_spans {
+                ss.spans.retain(|s| {
+                    let ok = is_valid_id(&s.trace_id, 16) && is_valid_id(&s.span_id, 8);
+                    count += i64::from(!ok);
+                    ok
+                });
+            }
+        }
+        Rejected {
+            count,
+            message: if count > 0 {
+                format!(
+                    "{count} spans rejected: trace_id must be 16 bytes and span_id 8 bytes, not all zero"
+                )
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    fn items(request: &Self::Request) -> usize {
+        strata_schema::traces::row_count(&request.resource_spans)
+    }
+
+    fn to_batch(request: &Self::Request) -> strata_schema::Result<RecordBatch> {
+        strata_schema::traces::to_batch(&request.resource_spans)
+    }
+
+    fn response(rejected: i64, message: String) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
+                rejected_spans: rejected,
+                error_message: message,
+            }),
+        }
+    }
+}
+
+impl OtlpSignal for Logs {
+    const SIGNAL: Signal = Signal::Logs;
+    const HTTP_PATH: &'static str = "/v1/logs";
+    const REJECTED_FIELD: &'static str = "rejectedLogRecords";
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+
+    /// Every field of a log record is optional; nothing is rejected.
+    fn retain_valid(_request: &mut Self::Request) -> Rejected {
+        Rejected::default()
+    }
+
+    fn items(request: &Self::Request) -> usize {
+        strata_schema::logs::row_count(&request.resource_logs)
+    }
+
+    fn to_batch(request: &Self::Request) -> strata_schema::Result<RecordBatch> {
+        strata_schema::logs::to_batch(&request.resource_logs)
+    }
+
+    fn response(rejected: i64, message: String) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message: message,
+            }),
+        }
+    }
+}
+
+/// Data points of one metric, whatever its type.
+fn points(m: &opentelemetry_proto::tonic::metrics::v1::Metric) -> usize {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    match &m.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+impl OtlpSignal for Metrics {
+    const SIGNAL: Signal = Signal::Metrics;
+    const HTTP_PATH: &'static str = "/v1/metrics";
+    const REJECTED_FIELD: &'static str = "rejectedDataPoints";
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+
+    /// A metric needs a name; its points are rejected otherwise.
+    fn retain_valid(request: &mut Self::Request) -> Rejected {
+        let mut count = 0i64;
+        for rm in &mut request.resource_metrics {
+            for sm in &mut rm.scope_metrics {
+                sm.metrics.retain(|m| {
+                    let ok = !m.name.is_empty();
+                    if !ok {
+                        count += points(m) as i64;
+                    }
+                    ok
+                });
+            }
+        }
+        Rejected {
+            count,
+            message: if count > 0 {
+                format!("{count} data points rejected: metric name is empty")
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    fn items(request: &Self::Request) -> usize {
+        strata_schema::metrics::row_count(&request.resource_metrics)
+    }
+
+    fn to_batch(request: &Self::Request) -> strata_schema::Result<RecordBatch> {
+        strata_schema::metrics::to_batch(&request.resource_metrics)
+    }
+
+    fn response(rejected: i64, message: String) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: message,
+            }),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! In-memory buffer of accepted rows, per (tenant, signal, UTC hour) partition.
+//!
+//! Invariants:
+//! - Every appended batch has exactly its signal's schema (checked on append), so partitions
+//!   concatenate without casts.
+//! - Total Arrow memory held is bounded by `max_bytes`; `append` refuses past it.
+//! - A partition taken for writing is put back whole if the write fails, so accepted rows are
+//!   only ever removed once they are in storage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::TimestampNanosecondType;
+use arrow::record_batch::RecordBatch;
+use strata_schema::Signal;
+
+use crate::layout::hour_of;
+
+/// Why a batch was not appended.
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    #[error("batch does not match the {signal} schema: {reason}")]
+    Schema { signal: Signal, reason: String },
+    #[error("collector buffer is full ({held} of {max} bytes); retry later")]
+    Full { held: usize, max: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionKey {
+    pub tenant: Arc<str>,
+    pub signal: Signal,
+    /// Hours since the Unix epoch (UTC).
+    pub hour: i64,
+}
+
+/// Rows of one partition waiting to be written.
+#[derive(Debug)]
+pub struct Partition {
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub bytes: usize,
+    pub since: Instant,
+}
+
+pub struct Buffer {
+    partitions: Mutex<HashMap<PartitionKey, Partition>>,
+    held: AtomicUsize,
+    max_bytes: usize,
+}
+
+impl Buffer {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            partitions: Mutex::new(HashMap::new()),
+            held: AtomicUsize::new(0),
+            max_bytes,
+        }
+    }
+
+    pub fn held_bytes(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Appends `batches` (all of `signal`) for `tenant`, split by hour partition; all or none.
+    pub fn append(
+        &self,
+        tenant: &str,
+        signal: Signal,
+        batches: &[RecordBatch],
+    ) -> Result<usize, BufferError> {
+        let expected = signal.schema();
+        let mut split = Vec::new();
+        let mut bytes_in = 0;
+        for batch in batches {
+            check_schema(signal, &expected, batch)?;
+            for (hour, part) in split_by_hour(signal, batch)? {
+                bytes_in += part.get_array_memory_size();
+                split.push((hour, part));
+            }
+        }
+        let held = self.held_bytes();
+        if held > 0 && held + bytes_in > self.max_bytes {
+            return Err(BufferError::Full {
+                held,
+                max: self.max_bytes,
+            });
+        }
+        let tenant: Arc<str> = Arc::from(tenant);
+        let mut rows_in = 0;
+        let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        for (hour, batch) in split {
+            let key = PartitionKey {
+                tenant: tenant.clone(),
+                signal,
+                hour,
+            };
+            let p = parts.entry(key).or_insert_with(|| Partition {
+                batches: Vec::new(),
+                rows: 0,
+                bytes: 0,
+                since: Instant::now(),
+            });
+            rows_in += batch.num_rows();
+            p.rows += batch.num_rows();
+            p.bytes += batch.get_array_memory_size();
+            p.batches.push(batch);
+        }
+        self.held.fetch_add(bytes_in, Ordering::Relaxed);
+        Ok(rows_in)
+    }
+
+    /// Takes the partitions that are due: over `max_rows` or `max_bytes`, older than
+    /// `max_age`, or all of them when `all` is set.
+    pub fn take_due(
+        &self,
+        max_rows: usize,
+        max_bytes: usize,
+        max_age: Duration,
+        all: bool,
+    ) -> Vec<(PartitionKey, Partition)> {
+        let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let due: Vec<PartitionKey> = parts
+            .iter()
+            .filter(|(_, p)| {
+                all || p.rows >= max_rows || p.bytes >= max_bytes || p.since.elapsed() >= max_age
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|k| parts.remove(&k).map(|p| (k, p)))
+            .collect()
+    }
+
+    /// Marks a taken partition as written: its memory is released.
+    pub fn release(&self, partition: &Partition) {
+        self.held.fetch_sub(partition.bytes, Ordering::Relaxed);
+    }
+
+    /// Puts back a partition whose write failed, ahead of rows that arrived meanwhile.
+    pub fn restore(&self, key: PartitionKey, mut partition: Partition) {
+        let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(newer) = parts.remove(&key) {
+            partition.rows += newer.rows;
+            partition.bytes += newer.bytes;
+            partition.batches.extend(newer.batches);
+        }
+        parts.insert(key, partition);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+}
+
+fn check_schema(
+    signal: Signal,
+    expected: &arrow::datatypes::SchemaRef,
+    batch: &RecordBatch,
+) -> Result<(), BufferError> {
+    let got = batch.schema();
+    if got.fields().len() != expected.fields().len() {
+        return Err(BufferError::Schema {
+            signal,
+            reason: format!(
+                "{} columns, expected {}",
+                got.fields().len(),
+                expected.fields().len()
+            ),
+        });
+    }
+    for (g, e) in got.fields().iter().zip(expected.fields()) {
+        if g.name() != e.name() || !g.data_type().equals_datatype(e.data_type()) {
+            return Err(BufferError::Schema {
+                signal,
+                reason: format!(
+                    "column {} is {}, expected {} {}",
+                    g.name(),
+                    g.data_type(),
+                    e.name(),
+                    e.data_type()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Splits a batch into one batch per UTC hour of its time column.
+fn split_by_hour(
+    signal: Signal,
+    batch: &RecordBatch,
+) -> Result<Vec<(i64, RecordBatch)>, BufferError> {
+    let times = batch
+        .column_by_name(signal.time_column())
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| BufferError::Schema {
+            signal,
+            reason: format!("no {} timestamp column", signal.time_column()),
+        })?;
+    let hour = |i: usize| {
+        if times.is_null(i) {
+            0
+        } else {
+            hour_of(times.value(i))
+        }
+    };
+    let first = if batch.num_rows() > 0 { hour(0) } else { 0 };
+    if (0..batch.num_rows()).all(|i| hour(i) == first) {
+        return Ok(vec![(first, batch.clone())]);
+    }
+    let mut groups: HashMap<i64, Vec<u32>> = HashMap::new();
+    for i in 0..batch.num_rows() {
+        groups.entry(hour(i)).or_default().push(i as u32);
+    }
+    groups
+        .into_iter()
+        .map(|(h, rows)| {
+            take_record_batch(batch, &UInt32Array::from(rows))
+                .map(|b| (h, b))
+                .map_err(|e| BufferError::Schema {
+                    signal,
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    use super::*;
+    use crate::layout::HOUR_NANOS;
+
+    fn logs(times: &[i64]) -> RecordBatch {
+        strata_schema::logs::to_batch(&[ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: times
+                    .iter()
+                    .map(|&t| LogRecord {
+                        time_unix_nano: t as u64,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn splits_by_hour_and_flushes_when_due() {
+        let b = Buffer::new(1 << 30);
+        let h = 480_000 * HOUR_NANOS;
+        let rows = b
+            .append(
+                "t",
+                Signal::Logs,
+                &[logs(&[h, h + 1, h + HOUR_NANOS, h + 2])],
+            )
+            .unwrap();
+        assert_eq!(rows, 4);
+        assert!(b.held_bytes() > 0);
+        assert!(
+            b.take_due(100, usize::MAX, Duration::from_secs(60), false)
+                .is_empty()
+        );
+        let mut due = b.take_due(3, usize::MAX, Duration::from_secs(60), false);
+        assert_eq!(due.len(), 1);
+        let (key, part) = due.pop().unwrap();
+        assert_eq!((key.hour, part.rows), (480_000, 3));
+        b.release(&part);
+        let rest = b.take_due(100, usize::MAX, Duration::ZERO, false);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].0.hour, 480_001);
+        b.release(&rest[0].1);
+        assert_eq!(b.held_bytes(), 0);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn refuses_when_full_and_restores_failed_writes_first() {
+        let b = Buffer::new(1);
+        b.append("t", Signal::Logs, &[logs(&[0])]).unwrap();
+        assert!(matches!(
+            b.append("t", Signal::Logs, &[logs(&[0])]),
+            Err(BufferError::Full { .. })
+        ));
+        let (key, part) = b.take_due(0, 0, Duration::ZERO, true).pop().unwrap();
+        b.restore(key, part);
+        assert!(!b.is_empty());
+    }
+
+    #[test]
+    fn rejects_batches_of_another_schema() {
+        let b = Buffer::new(1 << 30);
+        let err = b.append("t", Signal::Traces, &[logs(&[0])]).unwrap_err();
+        assert!(matches!(err, BufferError::Schema { .. }), "{err}");
+    }
+}

@@ -1,0 +1,192 @@
+//! Arrow Flight receiver for agents.
+//!
+//! `DoPut` carries one shipped batch: the first message's descriptor `cmd` is the
+//! [`Envelope`] (agent id, sequence, signal, tenant); the data is Arrow IPC (zstd buffers
+//! allowed). The whole stream is appended to the buffer at once, then acknowledged with one
+//! `PutResult` whose `app_metadata` is the envelope's sequence (little-endian u64). A stream
+//! that cannot be decoded or does not match its signal's schema is `INVALID_ARGUMENT`; a full
+//! buffer is `RESOURCE_EXHAUSTED` so the agent backs off and retries. The other Flight methods
+//! are not offered by a collector and answer `UNIMPLEMENTED`.
+
+use std::sync::Arc;
+
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use strata_schema::envelope::Envelope;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::debug;
+
+use crate::buffer::{Buffer, BufferError};
+use crate::metrics::CollectorMetrics;
+
+pub struct CollectorFlight {
+    pub buffer: Arc<Buffer>,
+    pub metrics: Arc<CollectorMetrics>,
+}
+
+impl CollectorFlight {
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .received_batches
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+}
+
+fn unimplemented<T>(method: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!(
+        "{method} is not offered by a Strata collector; agents use DoPut"
+    )))
+}
+
+#[tonic::async_trait]
+impl FlightService for CollectorFlight {
+    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
+    type DoGetStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoPutStream = BoxStream<'static, Result<PutResult, Status>>;
+    type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty DoPut stream"))?;
+        let envelope = match first
+            .flight_descriptor
+            .as_ref()
+            .ok_or_else(|| "first message has no descriptor".to_string())
+            .and_then(|d| Envelope::decode_bytes(&d.cmd).map_err(|e| e.to_string()))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                self.count("invalid");
+                return Err(Status::invalid_argument(format!("batch envelope: {e}")));
+            }
+        };
+        let signal = envelope
+            .signal()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let data = futures::stream::once(async move { Ok(first) })
+            .chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))));
+        let batches: Vec<_> = match FlightRecordBatchStream::new_from_flight_data(data)
+            .try_collect()
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                self.count("invalid");
+                return Err(Status::invalid_argument(format!(
+                    "cannot decode Arrow IPC: {e}"
+                )));
+            }
+        };
+        let rows = self
+            .buffer
+            .append(&envelope.tenant, signal, &batches)
+            .map_err(|e| {
+                match &e {
+                    BufferError::Full { .. } => self.count("overloaded"),
+                    BufferError::Schema { .. } => self.count("invalid"),
+                }
+                match e {
+                    BufferError::Full { .. } => Status::resource_exhausted(e.to_string()),
+                    BufferError::Schema { .. } => Status::invalid_argument(e.to_string()),
+                }
+            })?;
+        self.count("ok");
+        self.metrics
+            .received_rows
+            .get_or_create(&vec![
+                ("signal", signal.as_str().to_string()),
+                ("source", "flight".to_string()),
+            ])
+            .inc_by(rows as u64);
+        self.metrics
+            .buffered_bytes
+            .set(self.buffer.held_bytes() as i64);
+        debug!(agent = %envelope.agent_id, seq = envelope.sequence, rows, "accepted batch");
+        let ack = PutResult {
+            app_metadata: envelope.sequence.to_le_bytes().to_vec().into(),
+        };
+        Ok(Response::new(
+            futures::stream::once(async move { Ok(ack) }).boxed(),
+        ))
+    }
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        unimplemented("Handshake")
+    }
+
+    async fn list_flights(
+        &self,
+        _request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unimplemented("ListFlights")
+    }
+
+    async fn get_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        unimplemented("GetFlightInfo")
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        unimplemented("PollFlightInfo")
+    }
+
+    async fn get_schema(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        unimplemented("GetSchema")
+    }
+
+    async fn do_get(
+        &self,
+        _request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        unimplemented("DoGet")
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unimplemented("DoExchange")
+    }
+
+    async fn do_action(
+        &self,
+        _request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        unimplemented("DoAction")
+    }
+
+    async fn list_actions(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        unimplemented("ListActions")
+    }
+}

@@ -1,0 +1,63 @@
+//! The Parquet layout in storage, Hive-style so that DataFusion prunes files by path:
+//!
+//! ```text
+//! tenant=<tenant>/signal=<traces|logs|metrics>/date=YYYY-MM-DD/hour=HH/<collector>-<ulid>.parquet
+//! ```
+//!
+//! The hour is the UTC hour of the row's time column (a span's start time). A file's name is
+//! unique (collector id + ULID), so collectors never overwrite each other's files.
+
+use chrono::{DateTime, Utc};
+use strata_schema::Signal;
+
+/// Nanoseconds in one hour; partitions are whole UTC hours.
+pub const HOUR_NANOS: i64 = 3_600_000_000_000;
+
+/// Partition columns in path order, as DataFusion sees them below a tenant's signal directory.
+pub const TIME_PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
+
+/// Directory of one tenant's signal, relative to the storage root.
+pub fn signal_dir(tenant: &str, signal: Signal) -> String {
+    format!("tenant={tenant}/signal={}", signal.as_str())
+}
+
+/// Relative path of a new file for the partition starting at `hour` (hours since the epoch).
+pub fn file_path(tenant: &str, signal: Signal, hour: i64, collector: &str) -> String {
+    let start = DateTime::<Utc>::from_timestamp(hour.saturating_mul(3600), 0).unwrap_or_default();
+    format!(
+        "{}/date={}/hour={}/{}-{}.parquet",
+        signal_dir(tenant, signal),
+        start.format("%Y-%m-%d"),
+        start.format("%H"),
+        collector,
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
+}
+
+/// The partition hour of a timestamp in nanoseconds.
+pub fn hour_of(nanos: i64) -> i64 {
+    nanos.div_euclid(HOUR_NANOS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_hive_style() {
+        let nanos = 1_700_000_000_000_000_000i64; // 2023-11-14T22:13:20Z
+        let p = file_path("acme", Signal::Traces, hour_of(nanos), "c1");
+        assert!(
+            p.starts_with("tenant=acme/signal=traces/date=2023-11-14/hour=22/c1-"),
+            "{p}"
+        );
+        assert!(p.ends_with(".parquet"));
+        assert_ne!(p, file_path("acme", Signal::Traces, hour_of(nanos), "c1"));
+    }
+
+    #[test]
+    fn negative_times_fall_in_earlier_hours() {
+        assert_eq!(hour_of(-1), -1);
+        assert_eq!(hour_of(0), 0);
+    }
+}

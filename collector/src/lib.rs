@@ -1,0 +1,171 @@
+//! The Strata collector: the partitioned storage tier.
+//!
+//! Agents ship Arrow batches over Flight `DoPut` ([`flight`]); SDKs and OpenTelemetry Collectors
+//! can also send OTLP directly (the agent's receivers, mounted over [`ingest::BufferIngest`]).
+//! Rows wait in the [`buffer`] per (tenant, signal, UTC hour) until a size or age threshold,
+//! then [`persist`] writes each partition as one sorted, zstd-compressed Parquet file to
+//! [`storage`] under the Hive-style [`layout`].
+//!
+//! Shutdown is ordered: stop accepting (servers drain in-flight requests), then write every
+//! buffered partition, then return.
+
+pub mod buffer;
+pub mod config;
+pub mod flight;
+pub mod ingest;
+pub mod layout;
+pub mod metrics;
+pub mod persist;
+pub mod storage;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use strata_agent::serve::{admin_router, bind, serve_http};
+use strata_agent::sources::otlp::{OtlpMetrics, OtlpReceiver};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tracing::info;
+
+pub use config::CollectorConfig;
+
+/// Largest Flight message accepted from an agent.
+const MAX_FLIGHT_MESSAGE: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid collector configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error(transparent)]
+    Server(#[from] strata_agent::Error),
+    #[error("Flight server failed: {0}")]
+    Flight(#[from] tonic::transport::Error),
+    #[error("task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs a collector until `shutdown` is cancelled, then persists everything it accepted.
+pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<()> {
+    config.validate().map_err(Error::Config)?;
+    let storage = storage::Storage::open(&config.storage)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
+    let registry = strata_agent::metrics::new_registry();
+    let metrics = Arc::new(metrics::CollectorMetrics::register(
+        &mut registry.lock_registry(),
+    ));
+    let buffer = Arc::new(buffer::Buffer::new(config.max_buffer_bytes));
+
+    let persister = persist::Persister {
+        collector_id: config.id.clone(),
+        buffer: buffer.clone(),
+        storage: storage.clone(),
+        policy: persist::FlushPolicy {
+            max_rows: config.flush_max_rows,
+            max_bytes: config.flush_max_bytes,
+            max_age: config.flush_max_age(),
+        },
+        options: persist::parquet::ParquetOptions {
+            row_group_rows: config.row_group_rows,
+            zstd_level: config.zstd_level,
+        },
+        metrics: metrics.clone(),
+    };
+    let persist_stop = CancellationToken::new();
+    let persist_task = tokio::spawn(persister.run(persist_stop.clone(), Duration::from_secs(30)));
+
+    let flight_listener = bind("Flight", &config.flight).await?;
+    let admin_listener = bind("collector HTTP", &config.http).await?;
+    info!(
+        id = %config.id,
+        flight = %flight_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        http = %admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        storage = %config.storage,
+        "collector listening"
+    );
+    let mut servers = tokio::task::JoinSet::new();
+    let flight = FlightServiceServer::new(flight::CollectorFlight {
+        buffer: buffer.clone(),
+        metrics: metrics.clone(),
+    })
+    .max_decoding_message_size(MAX_FLIGHT_MESSAGE);
+    let stop = shutdown.clone();
+    servers.spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(flight)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(flight_listener),
+                stop.cancelled_owned(),
+            )
+            .await
+            .map_err(Error::from)
+    });
+    let ready_flag = shutdown.clone();
+    let admin = admin_router(
+        registry.clone(),
+        Arc::new(move || !ready_flag.is_cancelled()),
+    );
+    servers.spawn({
+        let stop = shutdown.clone();
+        async move {
+            serve_http("collector HTTP", admin_listener, admin, stop)
+                .await
+                .map_err(Error::from)
+        }
+    });
+
+    if config.otlp_grpc.is_some() || config.otlp_http.is_some() {
+        let otlp_metrics = Arc::new(OtlpMetrics::register(
+            &mut registry.lock_registry(),
+            "strata_collector",
+        ));
+        let receiver = Arc::new(OtlpReceiver::new(
+            Arc::new(ingest::BufferIngest {
+                buffer: buffer.clone(),
+                metrics: metrics.clone(),
+            }),
+            otlp_metrics,
+            config.max_request_bytes,
+            config.default_tenant.clone(),
+        ));
+        if let Some(addr) = &config.otlp_grpc {
+            let listener = bind("OTLP/gRPC", addr).await?;
+            info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/gRPC listening");
+            let (receiver, stop) = (receiver.clone(), shutdown.clone());
+            servers.spawn(async move {
+                strata_agent::sources::otlp::grpc::serve(receiver, listener, stop.cancelled_owned())
+                    .await
+                    .map_err(Error::from)
+            });
+        }
+        if let Some(addr) = &config.otlp_http {
+            let listener = bind("OTLP/HTTP", addr).await?;
+            info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/HTTP listening");
+            let app = strata_agent::sources::otlp::http::router(receiver);
+            let stop = shutdown.clone();
+            servers.spawn(async move {
+                serve_http("OTLP/HTTP", listener, app, stop)
+                    .await
+                    .map_err(Error::from)
+            });
+        }
+    }
+
+    let mut first_error = None;
+    while let Some(result) = servers.join_next().await {
+        if let Err(e) = result.map_err(Error::from).and_then(|r| r) {
+            first_error.get_or_insert(e);
+            // One server failing stops the collector; the others drain.
+            shutdown.cancel();
+        }
+    }
+    persist_stop.cancel();
+    persist_task.await?;
+    info!("collector stopped");
+    first_error.map_or(Ok(()), Err)
+}

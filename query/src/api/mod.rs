@@ -1,0 +1,223 @@
+//! The query service's HTTP API: one module per API family, one router here.
+//!
+//! - [`sql`]: `POST /api/v1/sql`
+//! - [`traces`]: `GET /api/traces/{trace_id}`
+//! - `/metrics` and `/ready` from the shared admin routes.
+//!
+//! Every request names its tenant in `X-Scope-OrgID` (default tenant otherwise).
+
+pub mod sql;
+pub mod traces;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::engine::Engine;
+use crate::error::QueryError;
+use crate::metrics::QueryMetrics;
+
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<QueryMetrics>,
+}
+
+impl AppState {
+    /// The tenant a request is for.
+    pub fn tenant<'a>(&'a self, headers: &'a HeaderMap) -> Result<&'a str, QueryError> {
+        match headers.get(TENANT_HEADER) {
+            None => Ok(&self.engine.config().default_tenant),
+            Some(v) => v
+                .to_str()
+                .map_err(|_| QueryError::BadRequest("X-Scope-OrgID is not text".into())),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.engine.config().max_request_bytes;
+    Router::new()
+        .route("/api/v1/sql", post(sql::handle))
+        .route("/api/traces/{trace_id}", get(traces::handle))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts requests by route and status and times them.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let start = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe(&route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use strata_collector::layout;
+    use strata_collector::persist::parquet::{ParquetOptions, encode};
+    use strata_schema::Signal;
+    use tower::ServiceExt;
+
+    use crate::config::QueryConfig;
+
+    /// Writes `n` spans of trace `0x01..` as one file into `dir`, the collector's way.
+    fn write_spans(dir: &std::path::Path, tenant: &str, n: usize) {
+        let spans = (0..n)
+            .map(|i| Span {
+                trace_id: vec![1; 16],
+                span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                name: "op".into(),
+                start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+                ..Default::default()
+            })
+            .collect();
+        let batch = strata_schema::traces::to_batch(&[ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+        .unwrap();
+        let (bytes, _) = encode(
+            Signal::Traces,
+            &[batch],
+            ParquetOptions {
+                row_group_rows: 1024,
+                zstd_level: 1,
+            },
+        )
+        .unwrap();
+        let rel = layout::file_path(tenant, Signal::Traces, 472_222, "c0");
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn app(dir: &std::path::Path, tweak: impl FnOnce(&mut QueryConfig)) -> axum::Router {
+        let mut config = QueryConfig {
+            storage: dir.display().to_string(),
+            ..Default::default()
+        };
+        tweak(&mut config);
+        crate::app(config).unwrap()
+    }
+
+    async fn sql(
+        app: axum::Router,
+        query: &str,
+        tenant: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::post("/api/v1/sql");
+        if let Some(t) = tenant {
+            req = req.header("x-scope-orgid", t);
+        }
+        let body = serde_json::json!({ "query": query }).to_string();
+        let resp = app
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn counts_rows_per_tenant_and_prunes_by_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        write_spans(dir.path(), "default", 10);
+        write_spans(dir.path(), "acme", 3);
+        let (s, v) = sql(app(dir.path(), |_| {}), "SELECT count(*) FROM spans", None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["rows"][0][0], 10);
+        let (_, v) = sql(
+            app(dir.path(), |_| {}),
+            "SELECT count(*) FROM spans",
+            Some("acme"),
+        )
+        .await;
+        assert_eq!(v["rows"][0][0], 3);
+        let (_, v) = sql(
+            app(dir.path(), |_| {}),
+            "SELECT count(*) FROM spans",
+            Some("nobody"),
+        )
+        .await;
+        assert_eq!(v["rows"][0][0], 0);
+        let (_, v) = sql(
+            app(dir.path(), |_| {}),
+            "SELECT DISTINCT date, hour FROM spans",
+            None,
+        )
+        .await;
+        assert_eq!(v["rows"], serde_json::json!([["2023-11-14", "22"]]));
+        let (s, _) = sql(app(dir.path(), |_| {}), "SELECT 1", Some("../x")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn memory_limit_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, v) = sql(
+            app(dir.path(), |c| c.memory_limit_bytes = 64 * 1024),
+            "SELECT v, count(*) FROM (SELECT value % 100000 AS v FROM generate_series(1, 2000000)) GROUP BY v ORDER BY v",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("memory"), "{v}");
+    }
+
+    #[tokio::test]
+    async fn time_limit_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, v) = sql(
+            app(dir.path(), |c| c.timeout_ms = 1),
+            "SELECT count(*) FROM generate_series(1, 1000000000) a",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert_eq!(v["errorType"], "timeout");
+    }
+
+    #[tokio::test]
+    async fn too_many_rows_ask_for_a_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, v) = sql(
+            app(dir.path(), |c| c.max_result_rows = 10),
+            "SELECT * FROM generate_series(1, 11)",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+        let (s, _) = sql(
+            app(dir.path(), |c| c.max_result_rows = 10),
+            "SELECT * FROM generate_series(1, 10)",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}

@@ -1,0 +1,60 @@
+//! Query service configuration.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the query role (`[query]` in the config file, `STRATA_QUERY__*` in the
+/// environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// HTTP listen address of the query API.
+    pub http: String,
+    /// Where the collectors write Parquet: a path, `file://` or `s3://` URL.
+    pub storage: String,
+    /// Local state of the query service (spill files).
+    pub data_dir: std::path::PathBuf,
+    /// Tenant of requests without an `X-Scope-OrgID` header.
+    pub default_tenant: String,
+    /// A query taking longer is cancelled, in milliseconds.
+    pub timeout_ms: u64,
+    /// Memory one query may use for joins, sorts and aggregations.
+    pub memory_limit_bytes: usize,
+    /// Most rows a SQL answer may carry; add a `LIMIT` for more.
+    pub max_result_rows: usize,
+    /// Largest SQL request body.
+    pub max_request_bytes: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            http: "0.0.0.0:3200".into(),
+            storage: "data/storage".into(),
+            data_dir: "data/query".into(),
+            default_tenant: strata_schema::envelope::DEFAULT_TENANT.into(),
+            timeout_ms: 30_000,
+            memory_limit_bytes: 1024 * 1024 * 1024,
+            max_result_rows: 100_000,
+            max_request_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl QueryConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        strata_schema::envelope::validate_tenant(&self.default_tenant)
+            .map_err(|e| format!("default_tenant: {e}"))?;
+        if self.timeout_ms == 0 || self.memory_limit_bytes == 0 || self.max_result_rows == 0 {
+            return Err(
+                "timeout_ms, memory_limit_bytes and max_result_rows must be positive".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}

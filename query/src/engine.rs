@@ -1,0 +1,123 @@
+//! The query engine: a DataFusion session per request, scoped to one tenant.
+//!
+//! Tables `spans`, `logs` and `metrics` are listing tables over
+//! `tenant=<t>/signal=<s>/` with the partition columns `date` and `hour`, using the schema
+//! from `strata-schema` (no inference, so a tenant without files yet is simply empty). Files
+//! are listed on every query, so new files are visible as soon as they are written.
+//!
+//! Invariants: sessions are read-only (no DDL, DML, `COPY` or statements; no URL tables), and
+//! each query runs under its own memory pool and time limit.
+
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use strata_collector::layout;
+use strata_collector::storage::Storage;
+use strata_schema::Signal;
+
+use crate::config::QueryConfig;
+use crate::error::QueryError;
+
+pub struct Engine {
+    config: QueryConfig,
+    storage: Storage,
+    stores: Arc<DefaultObjectStoreRegistry>,
+}
+
+impl Engine {
+    pub fn new(config: QueryConfig) -> Result<Self, QueryError> {
+        let storage =
+            Storage::open(&config.storage).map_err(|e| QueryError::Internal(e.to_string()))?;
+        let stores = Arc::new(DefaultObjectStoreRegistry::new());
+        stores.register_store(&storage.store_url, storage.store.clone());
+        Ok(Self {
+            config,
+            storage,
+            stores,
+        })
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    /// A fresh read-only session over `tenant`'s tables.
+    pub fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
+        strata_schema::envelope::validate_tenant(tenant)
+            .map_err(|e| QueryError::BadRequest(format!("tenant: {e}")))?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.memory_limit_bytes, 1.0)
+            .with_object_store_registry(self.stores.clone())
+            .build_arc()
+            .map_err(QueryError::from)?;
+        let mut session_config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("strata", "public");
+        let options = session_config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        options.execution.parquet.bloom_filter_on_read = true;
+        options.execution.parquet.enable_page_index = true;
+        let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+        for signal in Signal::ALL {
+            let dir = self.storage.dir_url(&layout::signal_dir(tenant, signal));
+            let url = ListingTableUrl::parse(&dir).map_err(QueryError::from)?;
+            let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(
+                    layout::TIME_PARTITION_COLUMNS
+                        .iter()
+                        .map(|c| (c.to_string(), DataType::Utf8))
+                        .collect(),
+                );
+            let table_config = ListingTableConfig::new(url)
+                .with_listing_options(listing)
+                .with_schema(signal.schema());
+            let table = ListingTable::try_new(table_config).map_err(QueryError::from)?;
+            ctx.register_table(signal.table_name(), Arc::new(table))
+                .map_err(QueryError::from)?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs one read-only SQL statement for `tenant` under the time limit.
+    pub async fn sql(
+        &self,
+        tenant: &str,
+        sql: &str,
+    ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), QueryError> {
+        let ctx = self.session(tenant)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let run = async {
+            let df = ctx.sql_with_options(sql, options).await?;
+            let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let limit = self.config.max_result_rows;
+            // Ask for one row more than allowed, to tell "exactly the limit" from "too many".
+            let batches = df.limit(0, Some(limit + 1))?.collect().await?;
+            Ok::<_, DataFusionError>((schema, batches))
+        };
+        let (schema, batches) = tokio::time::timeout(self.config.timeout(), run)
+            .await
+            .map_err(|_| QueryError::Timeout(self.config.timeout()))??;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows > self.config.max_result_rows {
+            return Err(QueryError::TooLarge(format!(
+                "the result has more than {} rows; add a LIMIT or aggregate",
+                self.config.max_result_rows
+            )));
+        }
+        Ok((schema, batches))
+    }
+}

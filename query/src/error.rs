@@ -1,0 +1,94 @@
+//! Query errors and their one mapping to HTTP: a status code plus a JSON body
+//! `{"status":"error","errorType":...,"error":...}` (the Prometheus API's shape, which Grafana
+//! understands). Internal details are logged, not sent.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use datafusion::error::DataFusionError;
+use tracing::error;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("query exceeded its time limit of {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("query exceeded its memory limit: {0}")]
+    ResourcesExhausted(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m.clone()),
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Configuration(_) => QueryError::BadRequest(e.to_string()),
+            DataFusionError::Execution(m) => QueryError::BadRequest(m.clone()),
+            DataFusionError::ArrowError(a, _) => match a.as_ref() {
+                arrow::error::ArrowError::DivideByZero
+                | arrow::error::ArrowError::CastError(_)
+                | arrow::error::ArrowError::ComputeError(_)
+                | arrow::error::ArrowError::ArithmeticOverflow(_)
+                | arrow::error::ArrowError::InvalidArgumentError(_) => {
+                    QueryError::BadRequest(e.to_string())
+                }
+                _ => QueryError::Internal(e.to_string()),
+            },
+            _ => QueryError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl QueryError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QueryError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            QueryError::ResourcesExhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            QueryError::BadRequest(_) => "bad_data",
+            QueryError::NotFound(_) => "not_found",
+            QueryError::Timeout(_) => "timeout",
+            QueryError::TooLarge(_) => "too_large",
+            QueryError::ResourcesExhausted(_) => "execution",
+            QueryError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            QueryError::Internal(detail) => {
+                error!(error = %detail, "query failed");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({
+            "status": "error",
+            "errorType": self.error_type(),
+            "error": message,
+        });
+        (self.status(), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,57 @@
+//! The Strata query service: DataFusion over the collectors' Parquet files, behind HTTP.
+//!
+//! [`engine`] builds a read-only, tenant-scoped DataFusion session per request over the
+//! storage layout; [`api`] serves SQL and trace lookups; errors map to HTTP in [`error`].
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod json;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use strata_agent::serve::{admin_router, bind, serve_http};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::QueryConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid query configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Query(#[from] error::QueryError),
+    #[error(transparent)]
+    Server(#[from] strata_agent::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The complete HTTP app of the query service (API plus `/metrics` and `/ready`).
+pub fn app(config: QueryConfig) -> Result<axum::Router> {
+    config.validate().map_err(Error::Config)?;
+    let registry = strata_agent::metrics::new_registry();
+    let metrics = Arc::new(metrics::QueryMetrics::register(
+        &mut registry.lock_registry(),
+    ));
+    let engine = Arc::new(engine::Engine::new(config)?);
+    let state = api::AppState { engine, metrics };
+    Ok(api::router(state).merge(admin_router(registry, Arc::new(|| true))))
+}
+
+/// Serves the query API until `shutdown` is cancelled.
+pub async fn run(config: QueryConfig, shutdown: CancellationToken) -> Result<()> {
+    let listener = bind("query HTTP", &config.http).await?;
+    info!(
+        http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        storage = %config.storage,
+        "query service listening"
+    );
+    let app = app(config)?;
+    serve_http("query HTTP", listener, app, shutdown).await?;
+    info!("query service stopped");
+    Ok(())
+}

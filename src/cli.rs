@@ -1,0 +1,221 @@
+//! Command-line flags: the settings a quick cluster needs, overriding the configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use strata_agent::AgentConfig;
+use strata_collector::CollectorConfig;
+use strata_query::QueryConfig;
+
+use crate::config::Config;
+
+/// Strata: a distributed observability pipeline for logs, metrics and traces.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version)]
+pub struct Cli {
+    /// TOML configuration file (see deploy/strata.example.toml).
+    #[arg(long, global = true, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Agent, collector and query service in one process, on local directory storage.
+    Standalone(StandaloneArgs),
+    /// The edge agent: OTLP in, Arrow Flight out to the collectors.
+    Agent(AgentArgs),
+    /// A collector: Flight (and optionally OTLP) in, Parquet out.
+    Collector(CollectorArgs),
+    /// The query service: SQL and trace lookups over the Parquet files.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// Agent id carried in every batch (default: generated and kept in the data dir).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Local state directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address.
+    #[arg(long)]
+    pub otlp_grpc: Option<String>,
+    /// OTLP/HTTP listen address.
+    #[arg(long)]
+    pub otlp_http: Option<String>,
+    /// Collectors: HOST:PORT,... (a DNS name may resolve to several).
+    #[arg(long, value_delimiter = ',')]
+    pub collectors: Option<Vec<String>>,
+}
+
+impl AgentArgs {
+    pub fn apply(self, mut c: AgentConfig) -> AgentConfig {
+        set(&mut c.id, self.id);
+        set(&mut c.data_dir, self.data_dir);
+        set(&mut c.otlp_grpc, self.otlp_grpc);
+        set(&mut c.otlp_http, self.otlp_http);
+        set(&mut c.collectors, self.collectors);
+        c
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CollectorArgs {
+    /// Collector name, unique in the tier (prefixes its files).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Local state directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Parquet storage: a path, file:// or s3:// URL.
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Arrow Flight listen address.
+    #[arg(long)]
+    pub flight: Option<String>,
+    /// HTTP listen address (/metrics, /ready).
+    #[arg(long)]
+    pub http: Option<String>,
+    /// OTLP/gRPC listen address (off unless given).
+    #[arg(long)]
+    pub otlp_grpc: Option<String>,
+    /// OTLP/HTTP listen address (off unless given).
+    #[arg(long)]
+    pub otlp_http: Option<String>,
+}
+
+impl CollectorArgs {
+    pub fn apply(self, mut c: CollectorConfig) -> CollectorConfig {
+        set(&mut c.id, self.id);
+        set(&mut c.data_dir, self.data_dir);
+        set(&mut c.storage, self.storage);
+        set(&mut c.flight, self.flight);
+        set(&mut c.http, self.http);
+        if self.otlp_grpc.is_some() {
+            c.otlp_grpc = self.otlp_grpc;
+        }
+        if self.otlp_http.is_some() {
+            c.otlp_http = self.otlp_http;
+        }
+        c
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// Local state directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Parquet storage: a path, file:// or s3:// URL.
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// HTTP listen address.
+    #[arg(long)]
+    pub http: Option<String>,
+}
+
+impl QueryArgs {
+    pub fn apply(self, mut c: QueryConfig) -> QueryConfig {
+        set(&mut c.data_dir, self.data_dir);
+        set(&mut c.storage, self.storage);
+        set(&mut c.http, self.http);
+        c
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    /// Base directory: agent/, collector/, query/ and (unless --storage) storage/ below it.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Parquet storage (default: <data-dir>/storage).
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// OTLP/gRPC listen address.
+    #[arg(long)]
+    pub otlp_grpc: Option<String>,
+    /// OTLP/HTTP listen address.
+    #[arg(long)]
+    pub otlp_http: Option<String>,
+    /// Query HTTP listen address.
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Internal Flight address between agent and collector.
+    #[arg(long)]
+    pub flight: Option<String>,
+    /// Collector HTTP address (/metrics, /ready).
+    #[arg(long)]
+    pub collector_http: Option<String>,
+}
+
+impl StandaloneArgs {
+    /// One agent feeding one collector over loopback; storage shared with the query service.
+    pub fn apply(self, c: Config) -> (AgentConfig, CollectorConfig, QueryConfig) {
+        let Config {
+            mut agent,
+            mut collector,
+            mut query,
+        } = c;
+        if let Some(base) = &self.data_dir {
+            agent.data_dir = base.join("agent");
+            collector.data_dir = base.join("collector");
+            query.data_dir = base.join("query");
+            collector.storage = base.join("storage").display().to_string();
+        }
+        set(&mut collector.storage, self.storage);
+        query.storage = collector.storage.clone();
+        set(&mut agent.otlp_grpc, self.otlp_grpc);
+        set(&mut agent.otlp_http, self.otlp_http);
+        set(&mut query.http, self.http);
+        set(&mut collector.flight, self.flight);
+        set(&mut collector.http, self.collector_http);
+        agent.collectors = vec![loopback(&collector.flight)];
+        (agent, collector, query)
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
+/// The address to dial for a listener bound to `addr` in the same process.
+fn loopback(addr: &str) -> String {
+    let port = addr.rsplit_once(':').map_or(addr, |(_, p)| p);
+    match addr.rsplit_once(':').map(|(h, _)| h) {
+        Some("" | "0.0.0.0" | "[::]") | None => format!("127.0.0.1:{port}"),
+        Some(host) => format!("{host}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standalone_dials_its_own_collector() {
+        assert_eq!(loopback("0.0.0.0:4320"), "127.0.0.1:4320");
+        assert_eq!(loopback(":4320"), "127.0.0.1:4320");
+        assert_eq!(loopback("127.0.0.2:9"), "127.0.0.2:9");
+    }
+
+    #[test]
+    fn no_subcommand_is_allowed() {
+        let cli = Cli::try_parse_from(["strata"]).unwrap();
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn collectors_flag_takes_a_list() {
+        let cli = Cli::try_parse_from(["strata", "agent", "--collectors", "a:1,b:2"]).unwrap();
+        let Some(Command::Agent(args)) = cli.command else {
+            panic!("not agent")
+        };
+        let c = args.apply(AgentConfig::default());
+        assert_eq!(c.collectors, vec!["a:1".to_string(), "b:2".to_string()]);
+    }
+}

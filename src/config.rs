@@ -1,0 +1,77 @@
+//! The configuration file: one table per role, loaded as defaults -> TOML file -> environment.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use strata_agent::AgentConfig;
+use strata_collector::CollectorConfig;
+use strata_query::QueryConfig;
+
+/// The whole configuration file. Every role reads its own table; `standalone` reads all three.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The edge agent.
+    pub agent: AgentConfig,
+    /// The collector tier.
+    pub collector: CollectorConfig,
+    /// The query service.
+    pub query: QueryConfig,
+}
+
+/// Loads the configuration: defaults, then `file` (which must exist when given), then
+/// `STRATA_AGENT__*`, `STRATA_COLLECTOR__*` and `STRATA_QUERY__*` variables
+/// (e.g. `STRATA_COLLECTOR__FLUSH_MAX_AGE_MS=500`).
+pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            anyhow::bail!("config file {} does not exist", path.display());
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment = figment.merge(
+        Env::prefixed("STRATA_")
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                ["agent__", "collector__", "query__"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            })
+            .split("__"),
+    );
+    Ok(figment.extract()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/strata.example.toml");
+        let c = load(Some(&path)).unwrap();
+        c.agent.validate().unwrap();
+        c.collector.validate().unwrap();
+        c.query.validate().unwrap();
+        assert_eq!(c.agent.otlp_grpc, "0.0.0.0:4317");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[agent]\nno_such_field = 1\n").unwrap();
+        let err = load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("no_such_field"), "{err}");
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = load(None).unwrap();
+        assert_eq!(c.query.http, "0.0.0.0:3200");
+        assert_eq!(c.collector.flight, "0.0.0.0:4320");
+    }
+}

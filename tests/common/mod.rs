@@ -1,0 +1,196 @@
+//! Helpers for end-to-end tests: spawning the real `strata` binary in its roles on loopback,
+//! waiting for readiness, HTTP calls, and the Python interpreter of the interop venv.
+//!
+//! Every wait is bounded; every spawned process is stopped when its handle drops.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `strata` process; SIGKILLed on drop unless stopped first.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns whether it exited with 0.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Spawns `strata <args>` with `envs`, logging to `dir/<name>.log`.
+pub fn strata(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.args(args)
+        .env("RUST_LOG", "info,strata_agent=debug,strata_collector=debug")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn strata");
+    Proc {
+        name: name.to_string(),
+        child: Some(child),
+        log,
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `GET url` until it answers 200, for at most `within`.
+pub fn wait_ready(url: &str, within: Duration, proc: &mut Proc) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(r) = ureq::get(url).timeout(Duration::from_secs(2)).call()
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(
+            proc.is_running(),
+            "{} exited:\n{}",
+            proc.name,
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{url} not ready within {within:?}:\n{}", proc.log_text());
+}
+
+/// `POST` JSON; returns (status, body) whatever the status.
+pub fn post_json(url: &str, body: &serde_json::Value, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = ureq::post(url).timeout(Duration::from_secs(30));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    match req.send_json(body.clone()) {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+/// `GET`; returns (status, body) whatever the status.
+pub fn get(url: &str) -> (u16, String) {
+    match ureq::get(url).timeout(Duration::from_secs(30)).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+/// Runs SQL through the query API and returns the JSON answer (panics on non-200).
+pub fn sql(base: &str, query: &str) -> serde_json::Value {
+    let (status, body) = post_json(
+        &format!("{base}/api/v1/sql"),
+        &serde_json::json!({ "query": query }),
+        &[],
+    );
+    assert_eq!(status, 200, "{query}: {body}");
+    serde_json::from_str(&body).expect("SQL answer is JSON")
+}
+
+/// The single value of a one-row, one-column SQL answer.
+pub fn sql_scalar(base: &str, query: &str) -> serde_json::Value {
+    let v = sql(base, query);
+    v["rows"][0][0].clone()
+}
+
+/// Polls `f` until it returns true, for at most `within`.
+pub fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {within:?} waiting for {what}");
+}
+
+/// The venv Python with the OpenTelemetry SDK, pyarrow and DuckDB, set up by `scripts/test`.
+/// `None` (the test is skipped, loudly) unless `STRATA_TEST_PYTHON` is set; when
+/// `STRATA_REQUIRE_INTEROP=1` a missing interpreter fails the test instead.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("STRATA_TEST_PYTHON") {
+        Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
+        _ => {
+            assert!(
+                std::env::var("STRATA_REQUIRE_INTEROP").as_deref() != Ok("1"),
+                "STRATA_REQUIRE_INTEROP=1 but STRATA_TEST_PYTHON is not an interpreter"
+            );
+            eprintln!(
+                "skipped: STRATA_TEST_PYTHON is not set (run scripts/test to install the interop venv)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `tests/python/<script>` with `args`; returns stdout, panics with stderr on failure.
+pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
