@@ -5,12 +5,14 @@
 //! a bloom filter on it, so DataFusion skips row groups by statistics and bloom filter. The
 //! optional `start` / `end` parameters (Unix seconds, as in Tempo) narrow it by time.
 
+use std::collections::HashSet;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
-use opentelemetry_proto::tonic::trace::v1::TracesData;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
 use serde::Deserialize;
 use strata_schema::{Signal, columns, hex_id};
 
@@ -56,10 +58,50 @@ pub async fn handle(
     let batches = tokio::time::timeout(state.engine.config().timeout(), df.collect())
         .await
         .map_err(|_| QueryError::Timeout(state.engine.config().timeout()))??;
-    let resource_spans = strata_schema::traces::from_batches(&batches)
+    let mut resource_spans = strata_schema::traces::from_batches(&batches)
         .map_err(|e| QueryError::Internal(e.to_string()))?;
+    dedup_spans(&mut resource_spans);
     if resource_spans.is_empty() {
         return Err(QueryError::NotFound(format!("trace {trace_id} not found")));
     }
     Ok(Json(TracesData { resource_spans }))
+}
+
+/// Keeps one copy of each span id: a batch retried after a lost acknowledgement may have been
+/// stored twice, and a trace view must not show a span twice.
+fn dedup_spans(resource_spans: &mut Vec<ResourceSpans>) {
+    let mut seen = HashSet::new();
+    for rs in resource_spans.iter_mut() {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| seen.insert(s.span_id.clone()));
+        }
+        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+    }
+    resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+
+    use super::*;
+
+    #[test]
+    fn duplicate_spans_are_shown_once() {
+        let span = |id: u8| Span {
+            span_id: vec![id; 8],
+            ..Default::default()
+        };
+        let rs = |spans| ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut v = vec![rs(vec![span(1), span(2), span(1)]), rs(vec![span(2)])];
+        dedup_spans(&mut v);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].scope_spans[0].spans.len(), 2);
+    }
 }

@@ -154,3 +154,90 @@ pub async fn serve(
             source: Box::new(e),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::sources::otlp::OtlpMetrics;
+    use crate::sources::otlp::test_sink::Sink;
+
+    fn request(trace_ids: &[Vec<u8>]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: trace_ids
+                        .iter()
+                        .map(|t| Span {
+                            trace_id: t.clone(),
+                            span_id: vec![7; 8],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// A real server on loopback and a real tonic client, with gzip both ways.
+    #[tokio::test]
+    async fn export_over_grpc_with_partial_success_and_tenant() {
+        let sink = Arc::new(Sink::default());
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(OtlpMetrics::register(&mut registry, "test"));
+        let receiver = Arc::new(OtlpReceiver::new(
+            sink.clone(),
+            metrics,
+            1 << 20,
+            "default".into(),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(receiver, listener, stop.clone().cancelled_owned()));
+        let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+            .send_compressed(CompressionEncoding::Gzip);
+        let mut req = Request::new(request(&[vec![1; 16], vec![0; 16], vec![2; 4]]));
+        req.metadata_mut()
+            .insert(TENANT_HEADER, "acme".parse().unwrap());
+        let resp = client.export(req).await.unwrap().into_inner();
+        assert_eq!(resp.partial_success.unwrap().rejected_spans, 2);
+        assert_eq!(
+            sink.got.lock().unwrap().clone(),
+            vec![("acme".to_string(), strata_schema::Signal::Traces, 1)]
+        );
+        let mut bad = Request::new(request(&[vec![1; 16]]));
+        bad.metadata_mut()
+            .insert(TENANT_HEADER, "no/slashes".parse().unwrap());
+        let err = client.export(bad).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn tonic_decode_failures_are_rewritten() {
+        let resp = |code: &'static str, msg: &'static str| {
+            let mut r = http::Response::new(());
+            r.headers_mut()
+                .insert("grpc-status", HeaderValue::from_static(code));
+            r.headers_mut()
+                .insert("grpc-message", HeaderValue::from_static(msg));
+            map_status(r).headers()["grpc-status"].clone()
+        };
+        assert_eq!(
+            resp("11", "Error,%20decoded%20message%20length%20too%20large"),
+            "8"
+        );
+        assert_eq!(resp("13", "failed%20to%20decode%20Protobuf%20message"), "3");
+        assert_eq!(resp("13", "something%20else"), "13");
+        assert_eq!(resp("0", ""), "0");
+    }
+}

@@ -208,10 +208,7 @@ async fn export<S: OtlpSignal>(
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::sync::Mutex;
 
-    use arrow::record_batch::RecordBatch;
-    use async_trait::async_trait;
     use axum::http::Request as HttpRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -219,34 +216,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::ingest::Ingest;
     use crate::sources::otlp::OtlpMetrics;
-
-    /// Keeps what it is given, or refuses everything as overloaded.
-    #[derive(Default)]
-    struct Sink {
-        got: Mutex<Vec<(String, Signal, usize)>>,
-        overloaded: bool,
-    }
-
-    #[async_trait]
-    impl Ingest for Sink {
-        async fn ingest(
-            &self,
-            tenant: &str,
-            signal: Signal,
-            batch: RecordBatch,
-        ) -> Result<(), IngestError> {
-            if self.overloaded {
-                return Err(IngestError::Overloaded("full".into()));
-            }
-            self.got
-                .lock()
-                .unwrap()
-                .push((tenant.to_string(), signal, batch.num_rows()));
-            Ok(())
-        }
-    }
+    use crate::sources::otlp::test_sink::Sink;
 
     fn app(sink: Arc<Sink>, limit: usize) -> Router {
         let mut registry = prometheus_client::registry::Registry::default();

@@ -213,3 +213,41 @@ impl Rejected {
         serde_json::json!({ "partialSuccess": partial })
     }
 }
+
+/// A recording [`Ingest`] sink for the receivers' unit tests.
+#[cfg(test)]
+pub(crate) mod test_sink {
+    use std::sync::Mutex;
+
+    use arrow::record_batch::RecordBatch;
+    use async_trait::async_trait;
+    use strata_schema::Signal;
+
+    use crate::ingest::{Ingest, IngestError};
+
+    /// Keeps (tenant, signal, rows) of what it is given, or refuses everything as overloaded.
+    #[derive(Default)]
+    pub struct Sink {
+        pub got: Mutex<Vec<(String, Signal, usize)>>,
+        pub overloaded: bool,
+    }
+
+    #[async_trait]
+    impl Ingest for Sink {
+        async fn ingest(
+            &self,
+            tenant: &str,
+            signal: Signal,
+            batch: RecordBatch,
+        ) -> Result<(), IngestError> {
+            if self.overloaded {
+                return Err(IngestError::Overloaded("full".into()));
+            }
+            self.got
+                .lock()
+                .unwrap()
+                .push((tenant.to_string(), signal, batch.num_rows()));
+            Ok(())
+        }
+    }
+}
