@@ -6,6 +6,8 @@
 //! - Total Arrow memory held is bounded by `max_bytes`; `append` refuses past it.
 //! - A partition taken for writing is put back whole if the write fails, so accepted rows are
 //!   only ever removed once they are in storage.
+//! - Each partition knows the oldest WAL segment its rows came from, so the WAL can be cut
+//!   below the oldest segment any buffered row still needs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +47,48 @@ pub struct Partition {
     pub rows: usize,
     pub bytes: usize,
     pub since: Instant,
+    /// WAL entries holding these rows; written into the file's metadata so recovery can tell
+    /// what is already in storage.
+    pub entries: Vec<u64>,
+}
+
+impl Partition {
+    /// Oldest WAL segment holding any of these rows.
+    pub fn min_segment(&self) -> Option<u64> {
+        self.entries
+            .iter()
+            .map(|&e| crate::wal::segment_of(e))
+            .min()
+    }
+}
+
+/// Batches checked against their schema and split by hour, ready to [`Buffer::commit`].
+#[derive(Debug)]
+pub struct Prepared {
+    signal: Signal,
+    parts: Vec<(i64, RecordBatch)>,
+    bytes: usize,
+}
+
+impl Prepared {
+    pub fn rows(&self) -> usize {
+        self.parts.iter().map(|(_, b)| b.num_rows()).sum()
+    }
+
+    /// The hour partitions these rows fall in.
+    pub fn hours(&self) -> impl Iterator<Item = i64> + '_ {
+        self.parts.iter().map(|(h, _)| *h)
+    }
+
+    /// Keeps only the hour partitions for which `keep` is true.
+    pub fn retain_hours(&mut self, mut keep: impl FnMut(i64) -> bool) {
+        self.parts.retain(|(h, _)| keep(*h));
+        self.bytes = self
+            .parts
+            .iter()
+            .map(|(_, b)| b.get_array_memory_size())
+            .sum();
+    }
 }
 
 pub struct Buffer {
@@ -66,37 +110,47 @@ impl Buffer {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// Appends `batches` (all of `signal`) for `tenant`, split by hour partition; all or none.
-    pub fn append(
+    /// Checks `batches` against `signal`'s schema and splits them by hour. With `check_room`,
+    /// refuses when the buffer is over its limit (recovery replays without that check).
+    pub fn prepare(
         &self,
-        tenant: &str,
         signal: Signal,
         batches: &[RecordBatch],
-    ) -> Result<usize, BufferError> {
+        check_room: bool,
+    ) -> Result<Prepared, BufferError> {
         let expected = signal.schema();
-        let mut split = Vec::new();
-        let mut bytes_in = 0;
+        let mut parts = Vec::new();
+        let mut bytes = 0;
         for batch in batches {
             check_schema(signal, &expected, batch)?;
             for (hour, part) in split_by_hour(signal, batch)? {
-                bytes_in += part.get_array_memory_size();
-                split.push((hour, part));
+                bytes += part.get_array_memory_size();
+                parts.push((hour, part));
             }
         }
         let held = self.held_bytes();
-        if held > 0 && held + bytes_in > self.max_bytes {
+        if check_room && held > 0 && held + bytes > self.max_bytes {
             return Err(BufferError::Full {
                 held,
                 max: self.max_bytes,
             });
         }
+        Ok(Prepared {
+            signal,
+            parts,
+            bytes,
+        })
+    }
+
+    /// Adds prepared rows of `tenant`, kept in WAL entry `entry`; returns the row count.
+    pub fn commit(&self, tenant: &str, prepared: Prepared, entry: u64) -> usize {
         let tenant: Arc<str> = Arc::from(tenant);
         let mut rows_in = 0;
         let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        for (hour, batch) in split {
+        for (hour, batch) in prepared.parts {
             let key = PartitionKey {
                 tenant: tenant.clone(),
-                signal,
+                signal: prepared.signal,
                 hour,
             };
             let p = parts.entry(key).or_insert_with(|| Partition {
@@ -104,14 +158,28 @@ impl Buffer {
                 rows: 0,
                 bytes: 0,
                 since: Instant::now(),
+                entries: Vec::new(),
             });
             rows_in += batch.num_rows();
             p.rows += batch.num_rows();
             p.bytes += batch.get_array_memory_size();
+            if p.entries.last() != Some(&entry) {
+                p.entries.push(entry);
+            }
             p.batches.push(batch);
         }
-        self.held.fetch_add(bytes_in, Ordering::Relaxed);
-        Ok(rows_in)
+        self.held.fetch_add(prepared.bytes, Ordering::Relaxed);
+        rows_in
+    }
+
+    /// Oldest WAL segment still needed by buffered rows.
+    pub fn min_segment(&self) -> Option<u64> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(Partition::min_segment)
+            .min()
     }
 
     /// Takes the partitions that are due: over `max_rows` or `max_bytes`, older than
@@ -147,6 +215,7 @@ impl Buffer {
         if let Some(newer) = parts.remove(&key) {
             partition.rows += newer.rows;
             partition.bytes += newer.bytes;
+            partition.entries.extend(newer.entries);
             partition.batches.extend(newer.batches);
         }
         parts.insert(key, partition);
@@ -261,13 +330,15 @@ mod tests {
     fn splits_by_hour_and_flushes_when_due() {
         let b = Buffer::new(1 << 30);
         let h = 480_000 * HOUR_NANOS;
-        let rows = b
-            .append(
-                "t",
+        let p = b
+            .prepare(
                 Signal::Logs,
                 &[logs(&[h, h + 1, h + HOUR_NANOS, h + 2])],
+                true,
             )
             .unwrap();
+        let rows = b.commit("t", p, crate::wal::entry_id(3, 0));
+        assert_eq!(b.min_segment(), Some(3));
         assert_eq!(rows, 4);
         assert!(b.held_bytes() > 0);
         assert!(
@@ -290,11 +361,16 @@ mod tests {
     #[test]
     fn refuses_when_full_and_restores_failed_writes_first() {
         let b = Buffer::new(1);
-        b.append("t", Signal::Logs, &[logs(&[0])]).unwrap();
+        let p = b.prepare(Signal::Logs, &[logs(&[0])], true).unwrap();
+        b.commit("t", p, 1);
         assert!(matches!(
-            b.append("t", Signal::Logs, &[logs(&[0])]),
+            b.prepare(Signal::Logs, &[logs(&[0])], true),
             Err(BufferError::Full { .. })
         ));
+        assert!(
+            b.prepare(Signal::Logs, &[logs(&[0])], false).is_ok(),
+            "recovery ignores the limit"
+        );
         let (key, part) = b.take_due(0, 0, Duration::ZERO, true).pop().unwrap();
         b.restore(key, part);
         assert!(!b.is_empty());
@@ -303,7 +379,7 @@ mod tests {
     #[test]
     fn rejects_batches_of_another_schema() {
         let b = Buffer::new(1 << 30);
-        let err = b.append("t", Signal::Traces, &[logs(&[0])]).unwrap_err();
+        let err = b.prepare(Signal::Traces, &[logs(&[0])], true).unwrap_err();
         assert!(matches!(err, BufferError::Schema { .. }), "{err}");
     }
 }

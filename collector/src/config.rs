@@ -13,7 +13,7 @@ pub struct CollectorConfig {
     /// Name of this collector; it prefixes every file it writes, so it must be unique in the
     /// tier.
     pub id: String,
-    /// Local state of the collector (later: its write-ahead log).
+    /// Local state of the collector: its write-ahead log (`wal/`) and idempotency checkpoint.
     pub data_dir: PathBuf,
     /// Where Parquet files go: a path, `file://` or `s3://bucket/prefix` URL, shared by all
     /// collectors and the query service.
@@ -43,6 +43,8 @@ pub struct CollectorConfig {
     pub row_group_rows: usize,
     /// Zstd level of Parquet pages.
     pub zstd_level: i32,
+    /// A WAL segment is closed and a new one started past this size.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for CollectorConfig {
@@ -63,6 +65,7 @@ impl Default for CollectorConfig {
             max_request_bytes: 16 * 1024 * 1024,
             row_group_rows: 128 * 1024,
             zstd_level: 3,
+            wal_segment_bytes: 64 * 1024 * 1024,
         }
     }
 }

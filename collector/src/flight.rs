@@ -3,9 +3,11 @@
 //! `DoPut` carries one shipped batch: the first message's descriptor `cmd` is the
 //! [`Envelope`] (agent id, sequence, signal, tenant); the data is Arrow IPC (zstd buffers
 //! allowed). The whole stream is appended to the buffer at once, then acknowledged with one
-//! `PutResult` whose `app_metadata` is the envelope's sequence (little-endian u64). A stream
-//! that cannot be decoded or does not match its signal's schema is `INVALID_ARGUMENT`; a full
-//! buffer is `RESOURCE_EXHAUSTED` so the agent backs off and retries. The other Flight methods
+//! `PutResult` whose `app_metadata` is the envelope's sequence (little-endian u64) once the
+//! batch is in the fsynced WAL (see [`crate::store`]); a batch stored before (same agent id and
+//! sequence) is acknowledged again without storing it twice. A stream that cannot be decoded
+//! or does not match its signal's schema is `INVALID_ARGUMENT`; a full buffer or disk is
+//! `RESOURCE_EXHAUSTED` so the agent backs off and retries. The other Flight methods
 //! are not offered by a collector and answer `UNIMPLEMENTED`.
 
 use std::sync::Arc;
@@ -23,11 +25,11 @@ use strata_schema::envelope::Envelope;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
-use crate::buffer::{Buffer, BufferError};
 use crate::metrics::CollectorMetrics;
+use crate::store::{AcceptError, Accepted, Store};
 
 pub struct CollectorFlight {
-    pub buffer: Arc<Buffer>,
+    pub store: Arc<Store>,
     pub metrics: Arc<CollectorMetrics>,
 }
 
@@ -94,31 +96,36 @@ impl FlightService for CollectorFlight {
                 )));
             }
         };
-        let rows = self
-            .buffer
-            .append(&envelope.tenant, signal, &batches)
-            .map_err(|e| {
-                match &e {
-                    BufferError::Full { .. } => self.count("overloaded"),
-                    BufferError::Schema { .. } => self.count("invalid"),
+        let accepted = self.store.accept(&envelope, &batches).await.map_err(|e| {
+            let (outcome, status) = match &e {
+                AcceptError::Invalid(m) => ("invalid", Status::invalid_argument(m)),
+                AcceptError::Overloaded(m) => ("overloaded", Status::resource_exhausted(m)),
+                AcceptError::Unavailable(m) => ("unavailable", Status::unavailable(m)),
+                AcceptError::Internal(m) => {
+                    tracing::error!(error = %m, "cannot store batch");
+                    ("internal", Status::internal("internal error"))
                 }
-                match e {
-                    BufferError::Full { .. } => Status::resource_exhausted(e.to_string()),
-                    BufferError::Schema { .. } => Status::invalid_argument(e.to_string()),
-                }
-            })?;
-        self.count("ok");
-        self.metrics
-            .received_rows
-            .get_or_create(&vec![
-                ("signal", signal.as_str().to_string()),
-                ("source", "flight".to_string()),
-            ])
-            .inc_by(rows as u64);
-        self.metrics
-            .buffered_bytes
-            .set(self.buffer.held_bytes() as i64);
-        debug!(agent = %envelope.agent_id, seq = envelope.sequence, rows, "accepted batch");
+            };
+            self.count(outcome);
+            status
+        })?;
+        match accepted {
+            Accepted::Stored { rows } => {
+                self.count("ok");
+                self.metrics
+                    .received_rows
+                    .get_or_create(&vec![
+                        ("signal", signal.as_str().to_string()),
+                        ("source", "flight".to_string()),
+                    ])
+                    .inc_by(rows as u64);
+                debug!(agent = %envelope.agent_id, seq = envelope.sequence, rows, "accepted batch");
+            }
+            Accepted::Duplicate => {
+                self.count("duplicate");
+                debug!(agent = %envelope.agent_id, seq = envelope.sequence, "duplicate batch acknowledged again");
+            }
+        }
         let ack = PutResult {
             app_metadata: envelope.sequence.to_le_bytes().to_vec().into(),
         };

@@ -1,5 +1,5 @@
-//! The collector's [`Ingest`] sink, behind its own OTLP receivers: rows go straight into the
-//! partition buffer.
+//! The collector's [`Ingest`] sink, behind its own OTLP receivers: rows go through the same
+//! accept path as agents' batches (WAL, then buffer), without an idempotency key.
 
 use std::sync::Arc;
 
@@ -7,37 +7,43 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use strata_agent::ingest::{Ingest, IngestError};
 use strata_schema::Signal;
+use strata_schema::envelope::Envelope;
 
-use crate::buffer::{Buffer, BufferError};
 use crate::metrics::CollectorMetrics;
+use crate::store::{AcceptError, Accepted, Store};
 
-pub struct BufferIngest {
-    pub buffer: Arc<Buffer>,
+pub struct StoreIngest {
+    pub store: Arc<Store>,
     pub metrics: Arc<CollectorMetrics>,
 }
 
 #[async_trait]
-impl Ingest for BufferIngest {
+impl Ingest for StoreIngest {
     async fn ingest(
         &self,
         tenant: &str,
         signal: Signal,
         batch: RecordBatch,
     ) -> Result<(), IngestError> {
-        let rows = self
-            .buffer
-            .append(tenant, signal, std::slice::from_ref(&batch))
+        let envelope = Envelope::new(String::new(), 0, signal, tenant);
+        let accepted = self
+            .store
+            .accept(&envelope, std::slice::from_ref(&batch))
+            .await
             .map_err(|e| match e {
-                BufferError::Full { .. } => IngestError::Overloaded(e.to_string()),
-                BufferError::Schema { .. } => IngestError::Internal(e.to_string()),
+                AcceptError::Invalid(m) | AcceptError::Internal(m) => IngestError::Internal(m),
+                AcceptError::Overloaded(m) => IngestError::Overloaded(m),
+                AcceptError::Unavailable(m) => IngestError::Unavailable(m),
             })?;
-        self.metrics
-            .received_rows
-            .get_or_create(&vec![
-                ("signal", signal.as_str().to_string()),
-                ("source", "otlp".to_string()),
-            ])
-            .inc_by(rows as u64);
+        if let Accepted::Stored { rows } = accepted {
+            self.metrics
+                .received_rows
+                .get_or_create(&vec![
+                    ("signal", signal.as_str().to_string()),
+                    ("source", "otlp".to_string()),
+                ])
+                .inc_by(rows as u64);
+        }
         Ok(())
     }
 }

@@ -21,17 +21,39 @@ pub fn signal_dir(tenant: &str, signal: Signal) -> String {
     format!("tenant={tenant}/signal={}", signal.as_str())
 }
 
-/// Relative path of a new file for the partition starting at `hour` (hours since the epoch).
-pub fn file_path(tenant: &str, signal: Signal, hour: i64, collector: &str) -> String {
+/// Directory of the partition starting at `hour` (hours since the epoch).
+pub fn partition_dir(tenant: &str, signal: Signal, hour: i64) -> String {
     let start = DateTime::<Utc>::from_timestamp(hour.saturating_mul(3600), 0).unwrap_or_default();
     format!(
-        "{}/date={}/hour={}/{}-{}.parquet",
+        "{}/date={}/hour={}",
         signal_dir(tenant, signal),
         start.format("%Y-%m-%d"),
         start.format("%H"),
-        collector,
+    )
+}
+
+/// Relative path of a new file for the partition starting at `hour` (hours since the epoch).
+pub fn file_path(tenant: &str, signal: Signal, hour: i64, collector: &str) -> String {
+    format!(
+        "{}/{}",
+        partition_dir(tenant, signal, hour),
+        file_name(collector)
+    )
+}
+
+/// A new, unique file name of `collector`.
+fn file_name(collector: &str) -> String {
+    format!(
+        "{collector}-{}.parquet",
         ulid::Ulid::new().to_string().to_lowercase()
     )
+}
+
+/// Whether `name` is a file name of `collector`.
+pub fn is_file_of(name: &str, collector: &str) -> bool {
+    name.strip_prefix(collector)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|rest| rest.ends_with(".parquet"))
 }
 
 /// The partition hour of a timestamp in nanoseconds.
@@ -53,6 +75,15 @@ mod tests {
         );
         assert!(p.ends_with(".parquet"));
         assert_ne!(p, file_path("acme", Signal::Traces, hour_of(nanos), "c1"));
+    }
+
+    #[test]
+    fn file_names_belong_to_their_collector() {
+        let p = file_path("t", Signal::Logs, 0, "c1");
+        let name = p.rsplit('/').next().unwrap();
+        assert!(is_file_of(name, "c1"));
+        assert!(!is_file_of(name, "c"));
+        assert!(!is_file_of(name, "c10"));
     }
 
     #[test]

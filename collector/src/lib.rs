@@ -2,6 +2,8 @@
 //!
 //! Agents ship Arrow batches over Flight `DoPut` ([`flight`]); SDKs and OpenTelemetry Collectors
 //! can also send OTLP directly (the agent's receivers, mounted over [`ingest::BufferIngest`]).
+//! Every accepted batch goes through the [`store`]: it is deduplicated by its (agent, sequence)
+//! key ([`dedup`]) and made durable in the write-ahead log ([`wal`]) before it is acknowledged.
 //! Rows wait in the [`buffer`] per (tenant, signal, UTC hour) until a size or age threshold,
 //! then [`persist`] writes each partition as one sorted, zstd-compressed Parquet file to
 //! [`storage`] under the Hive-style [`layout`].
@@ -11,12 +13,15 @@
 
 pub mod buffer;
 pub mod config;
+pub mod dedup;
 pub mod flight;
 pub mod ingest;
 pub mod layout;
 pub mod metrics;
 pub mod persist;
 pub mod storage;
+pub mod store;
+pub mod wal;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,10 +65,23 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         &mut registry.lock_registry(),
     ));
     let buffer = Arc::new(buffer::Buffer::new(config.max_buffer_bytes));
+    let store = Arc::new(
+        store::Store::open(
+            &config.data_dir,
+            config.wal_segment_bytes,
+            buffer.clone(),
+            &storage,
+            &config.id,
+            metrics.clone(),
+        )
+        .await
+        .map_err(|e| Error::Config(format!("WAL in {}: {e}", config.data_dir.display())))?,
+    );
 
     let persister = persist::Persister {
         collector_id: config.id.clone(),
         buffer: buffer.clone(),
+        store: store.clone(),
         storage: storage.clone(),
         policy: persist::FlushPolicy {
             max_rows: config.flush_max_rows,
@@ -90,7 +108,7 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     );
     let mut servers = tokio::task::JoinSet::new();
     let flight = FlightServiceServer::new(flight::CollectorFlight {
-        buffer: buffer.clone(),
+        store: store.clone(),
         metrics: metrics.clone(),
     })
     .max_decoding_message_size(MAX_FLIGHT_MESSAGE);
@@ -125,8 +143,8 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
             "strata_collector",
         ));
         let receiver = Arc::new(OtlpReceiver::new(
-            Arc::new(ingest::BufferIngest {
-                buffer: buffer.clone(),
+            Arc::new(ingest::StoreIngest {
+                store: store.clone(),
                 metrics: metrics.clone(),
             }),
             otlp_metrics,

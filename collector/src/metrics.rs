@@ -21,6 +21,14 @@ pub struct CollectorMetrics {
     pub write_errors: Family<Labels, Counter>,
     /// Arrow bytes buffered and not yet in storage.
     pub buffered_bytes: Gauge,
+    /// WAL appends that failed (disk full, I/O error), answered with backpressure.
+    pub wal_errors: Counter,
+    /// WAL segments deleted after their rows reached storage.
+    pub wal_segments_removed: Counter,
+    /// Bytes of torn or corrupt WAL set aside at start.
+    pub wal_corrupt_bytes: Counter,
+    /// Damaged state found at start, by what (`wal`, `wal_entry`, `dedup`).
+    pub recovery_errors: Family<Labels, Counter>,
 }
 
 impl CollectorMetrics {
@@ -33,6 +41,10 @@ impl CollectorMetrics {
             rows_written: Family::default(),
             write_errors: Family::default(),
             buffered_bytes: Gauge::default(),
+            wal_errors: Counter::default(),
+            wal_segments_removed: Counter::default(),
+            wal_corrupt_bytes: Counter::default(),
+            recovery_errors: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("strata_collector");
         r.register(
@@ -65,6 +77,22 @@ impl CollectorMetrics {
             "buffered_bytes",
             "Arrow bytes not yet in storage",
             m.buffered_bytes.clone(),
+        );
+        r.register("wal_errors", "Failed WAL appends", m.wal_errors.clone());
+        r.register(
+            "wal_segments_removed",
+            "WAL segments deleted after their rows reached storage",
+            m.wal_segments_removed.clone(),
+        );
+        r.register(
+            "wal_corrupt_bytes",
+            "Torn or corrupt WAL bytes set aside at start",
+            m.wal_corrupt_bytes.clone(),
+        );
+        r.register(
+            "recovery_errors",
+            "Damaged state found at start",
+            m.recovery_errors.clone(),
         );
         m
     }

@@ -4,7 +4,8 @@
 //! ([`parquet`]) and writes it with a single `put`, which is atomic on every `object_store`
 //! backend (the local one writes a temporary file and renames it), so a reader never sees a
 //! half-written file. A partition whose write fails goes back into the buffer and is tried again
-//! on the next tick. At shutdown every partition is written.
+//! on the next tick. At shutdown every partition is written. After files are written, the WAL
+//! is cut below the oldest segment still needed by buffered rows.
 
 pub mod parquet;
 
@@ -20,6 +21,7 @@ use crate::buffer::{Buffer, Partition, PartitionKey};
 use crate::layout;
 use crate::metrics::CollectorMetrics;
 use crate::storage::Storage;
+use crate::store::Store;
 
 /// When partitions are due.
 #[derive(Debug, Clone)]
@@ -32,6 +34,7 @@ pub struct FlushPolicy {
 pub struct Persister {
     pub collector_id: String,
     pub buffer: Arc<Buffer>,
+    pub store: Arc<Store>,
     pub storage: Storage,
     pub policy: FlushPolicy,
     pub options: ParquetOptions,
@@ -73,9 +76,13 @@ impl Persister {
             self.policy.max_age,
             all,
         );
+        let mut written = 0;
         for (key, partition) in due {
             match self.write(&key, &partition).await {
-                Ok(()) => self.buffer.release(&partition),
+                Ok(()) => {
+                    self.buffer.release(&partition);
+                    written += 1;
+                }
                 Err(e) => {
                     error!(tenant = %key.tenant, signal = %key.signal, error = %e, "cannot write partition; will retry");
                     self.metrics
@@ -89,15 +96,19 @@ impl Persister {
         self.metrics
             .buffered_bytes
             .set(self.buffer.held_bytes() as i64);
+        if written > 0 {
+            self.store.truncate_wal().await;
+        }
     }
 
     async fn write(&self, key: &PartitionKey, partition: &Partition) -> Result<(), String> {
         let signal = key.signal;
         let batches = partition.batches.clone();
+        let entries = partition.entries.clone();
         let options = self.options;
         // Sorting and compression are CPU work: keep them off the async workers.
         let (bytes, rows) = tokio::task::spawn_blocking(move || {
-            parquet::encode(signal, &batches, options).map_err(|e| e.to_string())
+            parquet::encode(signal, &batches, &entries, options).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;

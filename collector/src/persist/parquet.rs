@@ -2,6 +2,7 @@
 //! rows sorted by the signal's sort columns (spans: trace id, start time), zstd pages,
 //! dictionary encoding, page-level statistics with the column and offset indexes, a bloom
 //! filter on `trace_id`, and the sort order recorded as `sorting_columns` of every row group.
+//! Spans are unique by (trace id, span id) within a file.
 
 use arrow::array::RecordBatch;
 use arrow::compute::{
@@ -35,10 +36,12 @@ pub struct ParquetOptions {
     pub zstd_level: i32,
 }
 
-/// Sorts `batches` (one signal's schema) and encodes them as one Parquet file.
+/// Sorts `batches` (one signal's schema) and encodes them as one Parquet file that records
+/// the WAL entries (`wal_entries`) its rows came from.
 pub fn encode(
     signal: Signal,
     batches: &[RecordBatch],
+    wal_entries: &[u64],
     options: ParquetOptions,
 ) -> Result<(Vec<u8>, usize), EncodeError> {
     let schema = signal.schema();
@@ -64,7 +67,10 @@ pub fn encode(
         });
     }
     let order = lexsort_to_indices(&keys, None)?;
-    let sorted = take_record_batch(&batch, &order)?;
+    let mut sorted = take_record_batch(&batch, &order)?;
+    if signal == Signal::Traces {
+        sorted = unique_spans(sorted)?;
+    }
 
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(options.zstd_level)?))
@@ -77,6 +83,10 @@ pub fn encode(
             KeyValue::new(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
             KeyValue::new("strata.signal".to_string(), signal.as_str().to_string()),
             KeyValue::new("strata.sort_columns".to_string(), sort_cols.join(",")),
+            KeyValue::new(
+                crate::wal::persisted::METADATA_KEY.to_string(),
+                crate::wal::persisted::encode(wal_entries),
+            ),
         ]));
     if signal == Signal::Traces {
         props = props
@@ -88,6 +98,27 @@ pub fn encode(
     writer.write(&sorted)?;
     writer.close()?;
     Ok((out, sorted.num_rows()))
+}
+
+/// Keeps the first row of every (trace id, span id): a span stored twice (a batch retried
+/// through two collectors' restarts) is written once per file.
+fn unique_spans(batch: RecordBatch) -> Result<RecordBatch, EncodeError> {
+    use arrow::array::{AsArray, BooleanArray};
+    let col = |name: &'static str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or(EncodeError::MissingColumn(name))
+    };
+    let (trace, span) = (col(columns::TRACE_ID)?, col(columns::SPAN_ID)?);
+    let mut seen = std::collections::HashSet::with_capacity(batch.num_rows());
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|i| Some(seen.insert((trace.value(i), span.value(i)))))
+        .collect();
+    if keep.true_count() == batch.num_rows() {
+        return Ok(batch);
+    }
+    Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
 }
 
 /// Parquet leaf column index of top-level field `idx` (nested fields before it count once per
@@ -147,6 +178,7 @@ mod tests {
         let (bytes, rows) = encode(
             Signal::Traces,
             &[batch.slice(0, 200), batch.slice(200, 300)],
+            &[1, 2],
             ParquetOptions {
                 row_group_rows: 128,
                 zstd_level: 3,
@@ -190,6 +222,27 @@ mod tests {
             let (a, b) = (ids.value(i - 1), ids.value(i));
             assert!(a < b || (a == b && starts.value(i - 1) <= starts.value(i)));
         }
+    }
+
+    #[test]
+    fn a_span_stored_twice_is_written_once() {
+        let batch = spans(50);
+        let (bytes, rows) = encode(
+            Signal::Traces,
+            &[batch.clone(), batch.slice(10, 5)],
+            &[],
+            ParquetOptions {
+                row_group_rows: 1000,
+                zstd_level: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(rows, 50);
+        let read = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(read.map(|b| b.unwrap().num_rows()).sum::<usize>(), 50);
     }
 
     #[test]

@@ -103,6 +103,7 @@ mod tests {
         let (bytes, _) = encode(
             Signal::Traces,
             &[batch],
+            &[],
             ParquetOptions {
                 row_group_rows: 1024,
                 zstd_level: 1,

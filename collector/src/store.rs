@@ -1,0 +1,245 @@
+//! The accept path shared by every receiver of a collector:
+//! idempotency check -> schema and room check -> WAL append (fsynced, group-committed) ->
+//! buffer. A batch is acknowledged only when this returns `Ok`.
+//!
+//! Invariants:
+//! - A batch with an agent key (agent id, sequence) is stored at most once, also across
+//!   restarts (see [`crate::dedup`]); batches without one (direct OTLP) carry an empty id.
+//! - Every buffered row is in a WAL segment the WAL still keeps: `gate` stops the persister
+//!   from computing the WAL's low-water mark while an append is between the WAL and the
+//!   buffer.
+//! - Recovery does not store a row twice: rows of WAL entries that a file in storage already
+//!   records (see [`wal::persisted`]) are not replayed.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use strata_schema::Signal;
+use strata_schema::envelope::Envelope;
+use tokio::sync::RwLock;
+use tracing::{info, warn};
+
+use crate::buffer::{Buffer, BufferError};
+use crate::dedup::{self, Claim, Dedup};
+use crate::layout;
+use crate::metrics::CollectorMetrics;
+use crate::storage::Storage;
+use crate::wal::{self, Wal, WalError, entry};
+
+/// Why a batch was not accepted, classified for the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Accepted {
+    Stored { rows: usize },
+    Duplicate,
+}
+
+pub struct Store {
+    pub buffer: Arc<Buffer>,
+    wal: Wal,
+    dedup: Dedup,
+    checkpoint: PathBuf,
+    gate: RwLock<()>,
+    metrics: Arc<CollectorMetrics>,
+}
+
+impl Store {
+    /// Opens the WAL under `data_dir`, replays it into `buffer` (skipping rows that are
+    /// already in `collector`'s files in `storage`) and loads the idempotency checkpoint.
+    /// Damaged WAL tails and checkpoints are set aside and counted, never fatal.
+    pub async fn open(
+        data_dir: &std::path::Path,
+        segment_bytes: u64,
+        buffer: Arc<Buffer>,
+        storage: &Storage,
+        collector: &str,
+        metrics: Arc<CollectorMetrics>,
+    ) -> std::io::Result<Store> {
+        let checkpoint = dedup::checkpoint_path(data_dir);
+        let dedup = match Dedup::load(&checkpoint) {
+            Ok(d) => d.unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "idempotency checkpoint unreadable; starting with an empty window");
+                metrics
+                    .recovery_errors
+                    .get_or_create(&vec![("what", "dedup".into())])
+                    .inc();
+                Dedup::default()
+            }
+        };
+        let (wal, recovery) = Wal::open(&data_dir.join("wal"), segment_bytes)?;
+        metrics.wal_corrupt_bytes.inc_by(recovery.corrupt_bytes);
+        if recovery.corrupt_segments > 0 {
+            metrics
+                .recovery_errors
+                .get_or_create(&vec![("what", "wal".into())])
+                .inc_by(recovery.corrupt_segments);
+        }
+        let mut entries = Vec::with_capacity(recovery.records.len());
+        for (id, payload) in &recovery.records {
+            let decoded = entry::decode(payload).map_err(|e| e.to_string()).and_then(
+                |(envelope, batches)| {
+                    let signal = envelope.signal().map_err(|e| e.to_string())?;
+                    let prepared = buffer
+                        .prepare(signal, &batches, false)
+                        .map_err(|e| e.to_string())?;
+                    Ok((*id, envelope, signal, prepared))
+                },
+            );
+            match decoded {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    warn!(entry = id, error = %e, "cannot replay a WAL entry; skipping it");
+                    metrics
+                        .recovery_errors
+                        .get_or_create(&vec![("what", "wal_entry".into())])
+                        .inc();
+                }
+            }
+        }
+        // What a crash between writing a file and cutting the WAL left in storage already.
+        let dirs: HashSet<String> = entries
+            .iter()
+            .flat_map(|(_, env, signal, p)| {
+                p.hours()
+                    .map(|h| layout::partition_dir(&env.tenant, *signal, h))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let persisted = wal::persisted::scan(storage, collector, dirs)
+            .await
+            .map_err(std::io::Error::other)?;
+        let (mut replayed, mut skipped) = (0, 0);
+        for (id, envelope, signal, mut prepared) in entries {
+            if !envelope.agent_id.is_empty() {
+                dedup.stored(&envelope.agent_id, envelope.sequence);
+            }
+            let before = prepared.rows();
+            prepared.retain_hours(|h| {
+                !persisted
+                    .get(&layout::partition_dir(&envelope.tenant, signal, h))
+                    .is_some_and(|ids| ids.contains(&id))
+            });
+            skipped += before - prepared.rows();
+            replayed += buffer.commit(&envelope.tenant, prepared, id);
+        }
+        if !recovery.records.is_empty() {
+            info!(
+                entries = recovery.records.len(),
+                replayed,
+                already_stored = skipped,
+                "replayed WAL"
+            );
+        }
+        metrics.buffered_bytes.set(buffer.held_bytes() as i64);
+        Ok(Store {
+            buffer,
+            wal,
+            dedup,
+            checkpoint,
+            gate: RwLock::new(()),
+            metrics,
+        })
+    }
+
+    /// Stores one batch (all of `envelope`'s signal) durably, or says why not.
+    pub async fn accept(
+        &self,
+        envelope: &Envelope,
+        batches: &[RecordBatch],
+    ) -> Result<Accepted, AcceptError> {
+        let signal = envelope
+            .signal()
+            .map_err(|e| AcceptError::Invalid(e.to_string()))?;
+        let keyed = !envelope.agent_id.is_empty();
+        if keyed {
+            match self.dedup.claim(&envelope.agent_id, envelope.sequence) {
+                Claim::Duplicate => return Ok(Accepted::Duplicate),
+                Claim::InFlight => {
+                    return Err(AcceptError::Unavailable(
+                        "this batch is being stored by another request; retry".into(),
+                    ));
+                }
+                Claim::New => {}
+            }
+        }
+        let result = self.store(envelope, signal, batches).await;
+        if keyed {
+            match &result {
+                Ok(_) => self.dedup.stored(&envelope.agent_id, envelope.sequence),
+                Err(_) => self.dedup.release(&envelope.agent_id, envelope.sequence),
+            }
+        }
+        result
+    }
+
+    async fn store(
+        &self,
+        envelope: &Envelope,
+        signal: Signal,
+        batches: &[RecordBatch],
+    ) -> Result<Accepted, AcceptError> {
+        let prepared = self
+            .buffer
+            .prepare(signal, batches, true)
+            .map_err(|e| match e {
+                BufferError::Full { .. } => AcceptError::Overloaded(e.to_string()),
+                BufferError::Schema { .. } => AcceptError::Invalid(e.to_string()),
+            })?;
+        let record =
+            entry::encode(envelope, batches).map_err(|e| AcceptError::Internal(e.to_string()))?;
+        let _gate = self.gate.read().await;
+        let entry = self.wal.append(record).await.map_err(|e| {
+            self.metrics.wal_errors.inc();
+            match e {
+                WalError::NoSpace(m) => AcceptError::Overloaded(m),
+                WalError::Closed => AcceptError::Unavailable("collector is shutting down".into()),
+                WalError::Io(m) => AcceptError::Unavailable(m),
+            }
+        })?;
+        let rows = self.buffer.commit(&envelope.tenant, prepared, entry);
+        self.metrics
+            .buffered_bytes
+            .set(self.buffer.held_bytes() as i64);
+        Ok(Accepted::Stored { rows })
+    }
+
+    /// After partitions were written to storage: checkpoint the idempotency keys, then delete
+    /// the WAL segments no buffered row needs any more.
+    pub async fn truncate_wal(&self) {
+        let low = {
+            let _gate = self.gate.write().await;
+            self.buffer
+                .min_segment()
+                .unwrap_or(u64::MAX)
+                .min(self.wal.active_segment())
+        };
+        if let Err(e) = self.dedup.checkpoint(&self.checkpoint) {
+            warn!(error = %e, "cannot checkpoint idempotency keys; keeping the WAL");
+            self.metrics.wal_errors.inc();
+            return;
+        }
+        match self.wal.remove_below(low) {
+            Ok(n) => {
+                self.metrics.wal_segments_removed.inc_by(n as u64);
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot remove WAL segments");
+                self.metrics.wal_errors.inc();
+            }
+        }
+    }
+}
