@@ -21,6 +21,7 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use strata_agent::sources::otlp::grpc::to_status;
 use strata_schema::envelope::Envelope;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
@@ -97,17 +98,11 @@ impl FlightService for CollectorFlight {
             }
         };
         let accepted = self.store.accept(&envelope, &batches).await.map_err(|e| {
-            let (outcome, status) = match &e {
-                AcceptError::Invalid(m) => ("invalid", Status::invalid_argument(m)),
-                AcceptError::Overloaded(m) => ("overloaded", Status::resource_exhausted(m)),
-                AcceptError::Unavailable(m) => ("unavailable", Status::unavailable(m)),
-                AcceptError::Internal(m) => {
-                    tracing::error!(error = %m, "cannot store batch");
-                    ("internal", Status::internal("internal error"))
-                }
-            };
-            self.count(outcome);
-            status
+            self.count(e.reason());
+            if let AcceptError::Internal(m) = &e {
+                tracing::error!(error = %m, "cannot store batch");
+            }
+            to_status(e)
         })?;
         match accepted {
             Accepted::Stored { rows } => {

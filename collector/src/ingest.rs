@@ -10,7 +10,7 @@ use strata_schema::Signal;
 use strata_schema::envelope::Envelope;
 
 use crate::metrics::CollectorMetrics;
-use crate::store::{AcceptError, Accepted, Store};
+use crate::store::{Accepted, Store};
 
 pub struct StoreIngest {
     pub store: Arc<Store>,
@@ -31,9 +31,9 @@ impl Ingest for StoreIngest {
             .accept(&envelope, std::slice::from_ref(&batch))
             .await
             .map_err(|e| match e {
-                AcceptError::Invalid(m) | AcceptError::Internal(m) => IngestError::Internal(m),
-                AcceptError::Overloaded(m) => IngestError::Overloaded(m),
-                AcceptError::Unavailable(m) => IngestError::Unavailable(m),
+                // The receiver built this batch itself: a schema mismatch is a bug, not bad input.
+                IngestError::Invalid(m) => IngestError::Internal(m),
+                other => other,
             })?;
         if let Accepted::Stored { rows } = accepted {
             self.metrics

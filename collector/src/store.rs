@@ -28,18 +28,8 @@ use crate::metrics::CollectorMetrics;
 use crate::storage::Storage;
 use crate::wal::{self, Wal, WalError, entry};
 
-/// Why a batch was not accepted, classified for the wire.
-#[derive(Debug, thiserror::Error)]
-pub enum AcceptError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Overloaded(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
-}
+/// Why a batch was not accepted: the same classification for the wire as every receiver's.
+pub use strata_agent::ingest::IngestError as AcceptError;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Accepted {
