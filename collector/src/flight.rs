@@ -80,9 +80,6 @@ impl FlightService for CollectorFlight {
                 return Err(Status::invalid_argument(format!("batch envelope: {e}")));
             }
         };
-        let signal = envelope
-            .signal()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let data = futures::stream::once(async move { Ok(first) })
             .chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))));
         let batches: Vec<_> = match FlightRecordBatchStream::new_from_flight_data(data)
@@ -97,23 +94,20 @@ impl FlightService for CollectorFlight {
                 )));
             }
         };
-        let accepted = self.store.accept(&envelope, &batches).await.map_err(|e| {
-            self.count(e.reason());
-            if let AcceptError::Internal(m) = &e {
-                tracing::error!(error = %m, "cannot store batch");
-            }
-            to_status(e)
-        })?;
+        let accepted = self
+            .store
+            .accept("flight", &envelope, &batches)
+            .await
+            .map_err(|e| {
+                self.count(e.reason());
+                if let AcceptError::Internal(m) = &e {
+                    tracing::error!(error = %m, "cannot store batch");
+                }
+                to_status(e)
+            })?;
         match accepted {
             Accepted::Stored { rows } => {
                 self.count("ok");
-                self.metrics
-                    .received_rows
-                    .get_or_create(&vec![
-                        ("signal", signal.as_str().to_string()),
-                        ("source", "flight".to_string()),
-                    ])
-                    .inc_by(rows as u64);
                 debug!(agent = %envelope.agent_id, seq = envelope.sequence, rows, "accepted batch");
             }
             Accepted::Duplicate => {

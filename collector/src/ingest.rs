@@ -9,12 +9,10 @@ use strata_agent::ingest::{Ingest, IngestError};
 use strata_schema::Signal;
 use strata_schema::envelope::Envelope;
 
-use crate::metrics::CollectorMetrics;
-use crate::store::{Accepted, Store};
+use crate::store::Store;
 
 pub struct StoreIngest {
     pub store: Arc<Store>,
-    pub metrics: Arc<CollectorMetrics>,
 }
 
 #[async_trait]
@@ -26,24 +24,14 @@ impl Ingest for StoreIngest {
         batch: RecordBatch,
     ) -> Result<(), IngestError> {
         let envelope = Envelope::new(String::new(), 0, signal, tenant);
-        let accepted = self
-            .store
-            .accept(&envelope, std::slice::from_ref(&batch))
+        self.store
+            .accept("otlp", &envelope, std::slice::from_ref(&batch))
             .await
             .map_err(|e| match e {
                 // The receiver built this batch itself: a schema mismatch is a bug, not bad input.
                 IngestError::Invalid(m) => IngestError::Internal(m),
                 other => other,
             })?;
-        if let Accepted::Stored { rows } = accepted {
-            self.metrics
-                .received_rows
-                .get_or_create(&vec![
-                    ("signal", signal.as_str().to_string()),
-                    ("source", "otlp".to_string()),
-                ])
-                .inc_by(rows as u64);
-        }
         Ok(())
     }
 }

@@ -145,7 +145,6 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         let receiver = Arc::new(OtlpReceiver::new(
             Arc::new(ingest::StoreIngest {
                 store: store.clone(),
-                metrics: metrics.clone(),
             }),
             otlp_metrics,
             config.max_request_bytes,

@@ -146,8 +146,10 @@ impl Store {
     }
 
     /// Stores one batch (all of `envelope`'s signal) durably, or says why not.
+    /// `source` (`flight`, `otlp`) labels the accepted-rows metric.
     pub async fn accept(
         &self,
+        source: &'static str,
         envelope: &Envelope,
         batches: &[RecordBatch],
     ) -> Result<Accepted, AcceptError> {
@@ -167,6 +169,15 @@ impl Store {
             }
         }
         let result = self.store(envelope, signal, batches).await;
+        if let Ok(Accepted::Stored { rows }) = &result {
+            self.metrics
+                .received_rows
+                .get_or_create(&vec![
+                    ("signal", signal.as_str().to_string()),
+                    ("source", source.to_string()),
+                ])
+                .inc_by(*rows as u64);
+        }
         if keyed {
             match &result {
                 Ok(_) => self.dedup.stored(&envelope.agent_id, envelope.sequence),
@@ -217,6 +228,17 @@ impl Store {
                 .unwrap_or(u64::MAX)
                 .min(self.wal.active_segment())
         };
+        // The checkpoint (the whole idempotency window, fsynced) is only needed when segments
+        // are about to go; most flushes free none.
+        match self.wal.has_segments_below(low) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warn!(error = %e, "cannot list WAL segments");
+                self.metrics.wal_errors.inc();
+                return;
+            }
+        }
         if let Err(e) = self.dedup.checkpoint(&self.checkpoint) {
             warn!(error = %e, "cannot checkpoint idempotency keys; keeping the WAL");
             self.metrics.wal_errors.inc();

@@ -199,6 +199,12 @@ impl Wal {
         self.active.load(Ordering::Acquire)
     }
 
+    /// Whether any segment below segment `id` (other than the active one) is still on disk.
+    pub fn has_segments_below(&self, id: u64) -> io::Result<bool> {
+        let limit = id.min(self.active_segment());
+        Ok(segments(&self.dir)?.first().is_some_and(|&s| s < limit))
+    }
+
     /// Deletes every segment with an id below segment `id` (never the active one); returns
     /// how many.
     pub fn remove_below(&self, id: u64) -> io::Result<usize> {
@@ -336,7 +342,9 @@ mod tests {
         assert_eq!(payloads, vec![0, 1, 2, 3, 4]);
         assert_eq!(rec.corrupt_segments, 0);
         assert!(wal.active_segment() > ids[4]);
+        assert!(wal.has_segments_below(ids[4]).unwrap());
         let removed = wal.remove_below(ids[4]).unwrap();
+        assert!(!wal.has_segments_below(ids[4]).unwrap());
         assert!(removed >= 1);
         drop(wal);
         let (_, rec) = Wal::open(dir.path(), 64).unwrap();
