@@ -15,7 +15,7 @@ pub struct AgentConfig {
     /// Identity of this agent, carried in every batch envelope. Empty: a stable id is generated
     /// on first start and kept in `data_dir/agent-id`.
     pub id: String,
-    /// Local state of the agent (its id; later its disk buffer and checkpoints).
+    /// Local state of the agent: its id and its disk buffer (`buffer/`).
     pub data_dir: PathBuf,
     /// OTLP/gRPC listen address.
     pub otlp_grpc: String,
@@ -35,9 +35,31 @@ pub struct AgentConfig {
     pub batch_max_bytes: usize,
     /// ... or once its oldest row waited this long, in milliseconds.
     pub batch_max_age_ms: u64,
-    /// Memory the agent may hold in accepted but not yet acknowledged batches. Past it, OTLP
-    /// requests are refused with `RESOURCE_EXHAUSTED` / 429.
+    /// Memory the agent may hold for requests being decoded, copies of buffered batches and
+    /// batches being shipped. Past it, OTLP requests are refused with `RESOURCE_EXHAUSTED` /
+    /// 429. With the memory buffer, this is also the buffer's size.
     pub memory_limit_bytes: usize,
+    /// Where accepted batches wait for a collector's acknowledgement: `disk` (the default:
+    /// a request is answered only once its data is fsynced in `data_dir/buffer`, and survives
+    /// a crash of the agent) or `memory` (faster, lost if the agent dies).
+    pub buffer: crate::buffer::BufferMode,
+    /// Largest size of the disk buffer. When it is full, OTLP requests are refused with
+    /// `RESOURCE_EXHAUSTED` / 429 until collectors acknowledge what it holds.
+    pub buffer_max_bytes: u64,
+    /// Size of one disk buffer segment file.
+    pub buffer_segment_bytes: u64,
+    /// Largest share of the disk buffer one (signal, tenant) may fill, in (0, 1]: a bulkhead,
+    /// so that a flood of one signal or tenant cannot stall the others.
+    pub buffer_key_share: f64,
+    /// One shipment to a collector may take this long before it counts as failed, in ms.
+    pub ship_timeout_ms: u64,
+    /// Failures in a row after which a collector's circuit breaker opens and its keys move to
+    /// the next collector on the ring.
+    pub breaker_failures: u32,
+    /// How long a breaker first stays open, in ms; it doubles each time a probe fails.
+    pub breaker_open_ms: u64,
+    /// Longest a breaker stays open before it probes again, in ms.
+    pub breaker_max_open_ms: u64,
     /// Largest OTLP request body accepted, after decompression.
     pub max_request_bytes: usize,
     /// On shutdown, how long the agent keeps trying to ship what it holds, in seconds.
@@ -58,6 +80,14 @@ impl Default for AgentConfig {
             batch_max_bytes: 8 * 1024 * 1024,
             batch_max_age_ms: 1000,
             memory_limit_bytes: 256 * 1024 * 1024,
+            buffer: crate::buffer::BufferMode::Disk,
+            buffer_max_bytes: 1 << 30,
+            buffer_segment_bytes: 64 << 20,
+            buffer_key_share: 0.5,
+            ship_timeout_ms: 10_000,
+            breaker_failures: 3,
+            breaker_open_ms: 1_000,
+            breaker_max_open_ms: 30_000,
             max_request_bytes: 16 * 1024 * 1024,
             shutdown_grace_secs: 10,
         }
@@ -81,6 +111,14 @@ impl AgentConfig {
             .map_err(|e| Error::Config(format!("default_tenant: {e}")))?;
         if self.batch_max_rows == 0 || self.batch_max_bytes == 0 {
             return Err(Error::Config("batch limits must be positive".into()));
+        }
+        if !(self.buffer_key_share > 0.0 && self.buffer_key_share <= 1.0) {
+            return Err(Error::Config("buffer_key_share must be in (0, 1]".into()));
+        }
+        if self.buffer_max_bytes < 2 * self.max_request_bytes as u64 {
+            return Err(Error::Config(
+                "buffer_max_bytes must be at least twice max_request_bytes".into(),
+            ));
         }
         if self.memory_limit_bytes < self.max_request_bytes {
             return Err(Error::Config(

@@ -2,17 +2,22 @@
 //!
 //! It receives OTLP over gRPC and HTTP ([`sources::otlp`]), turns every request into an Arrow
 //! record batch (through `strata-schema`, straight from the prost types), and hands it to the
-//! [`shipper`], which routes rows to collectors by consistent hashing ([`ring`]), batches them by
-//! size and age, and ships them over Arrow Flight `DoPut`.
+//! [`shipper`], which routes rows to collectors by consistent hashing ([`ring`]), makes them
+//! durable in the [`buffer`] (on disk by default) before the request is answered, then batches
+//! them by size and age and ships them over Arrow Flight `DoPut`.
 //!
 //! Invariants:
-//! - Memory is bounded: every accepted batch holds a share of `memory_limit_bytes` until a
-//!   collector acknowledged it; when none is left the receivers answer `RESOURCE_EXHAUSTED` / 429.
-//! - All spans of one trace go to one collector while the collector set is stable.
+//! - An acknowledged request is in the buffer; a buffered batch leaves it only once a
+//!   collector acknowledged it, and carries the same idempotency key on every retry, also
+//!   after a restart of the agent.
+//! - Memory and disk are bounded; when either is full the receivers answer
+//!   `RESOURCE_EXHAUSTED` / 429 with `Retry-After`.
+//! - All spans of one trace go to one collector while the collector set is stable and healthy.
 //!
 //! The OTLP receivers are written against the small [`ingest::Ingest`] trait so that the
 //! collector can mount the very same receivers in front of its own buffer.
 
+pub mod buffer;
 pub mod config;
 pub mod discovery;
 pub mod ingest;
@@ -34,6 +39,8 @@ pub use config::AgentConfig;
 pub enum Error {
     #[error("invalid agent configuration: {0}")]
     Config(String),
+    #[error("cannot open the agent buffer: {0}")]
+    Buffer(String),
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -70,7 +77,8 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         agent_metrics.clone(),
         shutdown.clone(),
     )
-    .await;
+    .await
+    .map_err(|e| Error::Buffer(e.to_string()))?;
 
     let receiver = Arc::new(sources::otlp::OtlpReceiver::new(
         Arc::new(shipper.clone()),

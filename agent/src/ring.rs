@@ -50,6 +50,29 @@ impl Ring {
         Some(m as usize)
     }
 
+    /// Index of the owner of `hash`, skipping members for which `skip` is true: the next
+    /// member clockwise on the ring takes over each key of a skipped one, and no other key
+    /// moves. When every member is skipped, the plain owner.
+    pub fn owner_skipping(&self, hash: u64, skip: impl Fn(&str) -> bool) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let start = self.points.partition_point(|&(p, _)| p < hash);
+        for k in 0..self.points.len() {
+            let (_, m) = self.points[(start + k) % self.points.len()];
+            if !skip(&self.members[m as usize]) {
+                return Some(m as usize);
+            }
+        }
+        self.owner(hash)
+    }
+
+    pub fn contains(&self, member: &str) -> bool {
+        self.members
+            .binary_search_by(|m| m.as_str().cmp(member))
+            .is_ok()
+    }
+
     /// Owner of a routing key.
     pub fn owner_of(&self, key: &[u8]) -> Option<usize> {
         self.owner(xxh3_64(key))
@@ -106,6 +129,27 @@ mod tests {
                 b.members()[b.owner_of(&key).unwrap()]
             );
         }
+    }
+
+    #[test]
+    fn skipping_a_member_moves_only_its_keys() {
+        let ring = Ring::new(members(3));
+        let down = ring.members()[1].clone();
+        let mut moved_to = std::collections::HashSet::new();
+        for k in 0..20_000u32 {
+            let h = xxh3_64(&k.to_le_bytes());
+            let before = ring.owner(h).unwrap();
+            let after = ring.owner_skipping(h, |m| m == down).unwrap();
+            if ring.members()[before] == down {
+                assert_ne!(ring.members()[after], down);
+                moved_to.insert(after);
+            } else {
+                assert_eq!(before, after, "a key of a healthy member moved");
+            }
+        }
+        assert_eq!(moved_to.len(), 2, "its keys spread over both other members");
+        assert_eq!(ring.owner_skipping(5, |_| true), ring.owner(5));
+        assert!(ring.contains(&down) && !ring.contains("x:1"));
     }
 
     #[test]

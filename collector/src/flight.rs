@@ -1,18 +1,22 @@
 //! Arrow Flight receiver for agents.
 //!
-//! `DoPut` carries one shipped batch: the first message's descriptor `cmd` is the
-//! [`Envelope`] (agent id, sequence, signal, tenant); the data is Arrow IPC (zstd buffers
-//! allowed). The whole stream is appended to the buffer at once, then acknowledged with one
-//! `PutResult` whose `app_metadata` is the envelope's sequence (little-endian u64) once the
-//! batch is in the fsynced WAL (see [`crate::store`]); a batch stored before (same agent id and
-//! sequence) is acknowledged again without storing it twice. A stream that cannot be decoded
+//! `DoPut` carries one or more shipped batches of one (agent, signal, tenant): the first
+//! message's descriptor `cmd` is the [`Envelope`] (agent id, sequence, signal, tenant); the data
+//! is Arrow IPC (zstd buffers allowed). A record-batch message whose `app_metadata` is 8 bytes
+//! belongs to the batch with that sequence (little-endian u64); without it, to the
+//! descriptor's. This lets an agent ship many buffered batches, each with its own idempotency
+//! key, in one round trip. Every batch is stored through [`crate::store`] (concurrently, so
+//! they share WAL group commits), then the stream is acknowledged with one `PutResult` whose
+//! `app_metadata` is the descriptor's sequence. A batch stored before (same agent id and
+//! sequence) is acknowledged again without storing it twice; if any batch fails, the stream
+//! fails and the agent retries it whole (what was stored is then a duplicate). A stream that cannot be decoded
 //! or does not match its signal's schema is `INVALID_ARGUMENT`; a full buffer or disk is
 //! `RESOURCE_EXHAUSTED` so the agent backs off and retries. The other Flight methods
 //! are not offered by a collector and answer `UNIMPLEMENTED`.
 
 use std::sync::Arc;
 
-use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -41,6 +45,29 @@ impl CollectorFlight {
             .get_or_create(&vec![("outcome", outcome.to_string())])
             .inc();
     }
+}
+
+/// Decodes a `DoPut` stream into its batches, grouped by the sequence each belongs to (the
+/// message's 8-byte `app_metadata`, else `default_seq`), in stream order.
+async fn decode_groups(
+    data: impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
+    default_seq: u64,
+) -> Result<Vec<(u64, Vec<arrow::record_batch::RecordBatch>)>, FlightError> {
+    let mut decoder = FlightDataDecoder::new(data.boxed());
+    let mut groups: Vec<(u64, Vec<_>)> = Vec::new();
+    while let Some(decoded) = decoder.try_next().await? {
+        let DecodedPayload::RecordBatch(batch) = decoded.payload else {
+            continue;
+        };
+        let seq = <[u8; 8]>::try_from(decoded.inner.app_metadata.as_ref())
+            .map(u64::from_le_bytes)
+            .unwrap_or(default_seq);
+        match groups.last_mut() {
+            Some((s, batches)) if *s == seq => batches.push(batch),
+            _ => groups.push((seq, vec![batch])),
+        }
+    }
+    Ok(groups)
 }
 
 fn unimplemented<T>(method: &str) -> Result<T, Status> {
@@ -82,11 +109,8 @@ impl FlightService for CollectorFlight {
         };
         let data = futures::stream::once(async move { Ok(first) })
             .chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))));
-        let batches: Vec<_> = match FlightRecordBatchStream::new_from_flight_data(data)
-            .try_collect()
-            .await
-        {
-            Ok(b) => b,
+        let groups = match decode_groups(data, envelope.sequence).await {
+            Ok(g) => g,
             Err(e) => {
                 self.count("invalid");
                 return Err(Status::invalid_argument(format!(
@@ -94,26 +118,42 @@ impl FlightService for CollectorFlight {
                 )));
             }
         };
-        let accepted = self
-            .store
-            .accept("flight", &envelope, &batches)
-            .await
-            .map_err(|e| {
-                self.count(e.reason());
-                if let AcceptError::Internal(m) = &e {
-                    tracing::error!(error = %m, "cannot store batch");
+        let envelopes: Vec<Envelope> = groups
+            .iter()
+            .map(|(seq, _)| Envelope {
+                sequence: *seq,
+                ..envelope.clone()
+            })
+            .collect();
+        let results = futures::future::join_all(
+            envelopes
+                .iter()
+                .zip(&groups)
+                .map(|(env, (_, batches))| self.store.accept("flight", env, batches)),
+        )
+        .await;
+        let mut failed = None;
+        for (env, result) in envelopes.iter().zip(results) {
+            match result {
+                Ok(Accepted::Stored { rows }) => {
+                    self.count("ok");
+                    debug!(agent = %env.agent_id, seq = env.sequence, rows, "accepted batch");
                 }
-                to_status(e)
-            })?;
-        match accepted {
-            Accepted::Stored { rows } => {
-                self.count("ok");
-                debug!(agent = %envelope.agent_id, seq = envelope.sequence, rows, "accepted batch");
+                Ok(Accepted::Duplicate) => {
+                    self.count("duplicate");
+                    debug!(agent = %env.agent_id, seq = env.sequence, "duplicate batch acknowledged again");
+                }
+                Err(e) => {
+                    self.count(e.reason());
+                    if let AcceptError::Internal(m) = &e {
+                        tracing::error!(error = %m, "cannot store batch");
+                    }
+                    failed.get_or_insert(e);
+                }
             }
-            Accepted::Duplicate => {
-                self.count("duplicate");
-                debug!(agent = %envelope.agent_id, seq = envelope.sequence, "duplicate batch acknowledged again");
-            }
+        }
+        if let Some(e) = failed {
+            return Err(to_status(e));
         }
         let ack = PutResult {
             app_metadata: envelope.sequence.to_le_bytes().to_vec().into(),

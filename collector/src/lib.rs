@@ -3,7 +3,7 @@
 //! Agents ship Arrow batches over Flight `DoPut` ([`flight`]); SDKs and OpenTelemetry Collectors
 //! can also send OTLP directly (the agent's receivers, mounted over [`ingest::BufferIngest`]).
 //! Every accepted batch goes through the [`store`]: it is deduplicated by its (agent, sequence)
-//! key ([`dedup`]) and made durable in the write-ahead log ([`wal`]) before it is acknowledged.
+//! key ([`dedup`]) and made durable in the write-ahead log ([`wal`], the `strata-wal` crate) before it is acknowledged.
 //! Rows wait in the [`buffer`] per (tenant, signal, UTC hour) until a size or age threshold,
 //! then [`persist`] writes each partition as one sorted, zstd-compressed Parquet file to
 //! [`storage`] under the Hive-style [`layout`].
@@ -19,9 +19,11 @@ pub mod ingest;
 pub mod layout;
 pub mod metrics;
 pub mod persist;
+pub mod persisted;
 pub mod storage;
 pub mod store;
-pub mod wal;
+/// The write-ahead log, shared with the agent's disk buffer.
+pub use strata_wal as wal;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,7 +9,7 @@
 //!   from computing the WAL's low-water mark while an append is between the WAL and the
 //!   buffer.
 //! - Recovery does not store a row twice: rows of WAL entries that a file in storage already
-//!   records (see [`wal::persisted`]) are not replayed.
+//!   records (see [`crate::persisted`]) are not replayed.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ use crate::dedup::{self, Claim, Dedup};
 use crate::layout;
 use crate::metrics::CollectorMetrics;
 use crate::storage::Storage;
-use crate::wal::{self, Wal, WalError, entry};
+use crate::wal::{Wal, WalError, entry};
 
 /// Why a batch was not accepted: the same classification for the wire as every receiver's.
 pub use strata_agent::ingest::IngestError as AcceptError;
@@ -79,7 +79,8 @@ impl Store {
                 .inc_by(recovery.corrupt_segments);
         }
         let mut entries = Vec::with_capacity(recovery.records.len());
-        for (id, payload) in &recovery.records {
+        for (position, payload) in &recovery.records {
+            let id = &position.id;
             let decoded = entry::decode(payload).map_err(|e| e.to_string()).and_then(
                 |(envelope, batches)| {
                     let signal = envelope.signal().map_err(|e| e.to_string())?;
@@ -109,7 +110,7 @@ impl Store {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let persisted = wal::persisted::scan(storage, collector, dirs)
+        let persisted = crate::persisted::scan(storage, collector, dirs)
             .await
             .map_err(std::io::Error::other)?;
         let (mut replayed, mut skipped) = (0, 0);

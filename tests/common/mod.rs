@@ -46,6 +46,32 @@ impl Proc {
         }
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, ...).
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Resident set size in bytes, from `/proc` (0 where unavailable).
+    pub fn rss_bytes(&self) -> u64 {
+        let Some(pid) = self.pid() else { return 0 };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .map_or(0, |kib| kib * 1024)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

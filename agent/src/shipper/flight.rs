@@ -1,6 +1,8 @@
-//! Shipping one batch to one collector: a Flight `DoPut` whose descriptor carries the batch
-//! envelope (agent id, sequence, signal, tenant) and whose data is zstd-compressed Arrow IPC.
-//! The collector answers with one `PutResult` once it took the batch.
+//! Shipping buffered batches to one collector: one Flight `DoPut` whose descriptor carries the
+//! envelope (agent id, first sequence, signal, tenant) and whose data is zstd-compressed Arrow
+//! IPC. Each batch's messages carry its own sequence (little-endian u64) in `app_metadata`, so
+//! the collector deduplicates each batch on its own. The collector answers with one
+//! `PutResult` once every batch is durable.
 
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::IpcWriteOptions;
@@ -8,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightClient, FlightDescriptor};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use strata_schema::envelope::Envelope;
 use tonic::transport::Endpoint;
 
@@ -21,17 +23,32 @@ pub fn client(addr: &str) -> Result<FlightClient, FlightError> {
     Ok(FlightClient::new(endpoint.connect_lazy()))
 }
 
-/// Ships `batch` with `envelope`; `Ok` means the collector acknowledged it.
+/// Ships `batches` (sequence, batch) of one signal and tenant under `envelope` (whose sequence
+/// is the first batch's); `Ok` means the collector acknowledged all of them.
 pub async fn put(
     client: &mut FlightClient,
     envelope: &Envelope,
-    batch: RecordBatch,
+    batches: Vec<(u64, RecordBatch)>,
 ) -> Result<(), FlightError> {
     let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
-    let data = FlightDataEncoderBuilder::new()
-        .with_options(options)
-        .with_flight_descriptor(Some(FlightDescriptor::new_cmd(envelope.encode_to_vec())))
-        .build(futures::stream::iter([Ok(batch)]));
+    let mut streams = Vec::with_capacity(batches.len());
+    for (i, (seq, batch)) in batches.into_iter().enumerate() {
+        let mut builder = FlightDataEncoderBuilder::new().with_options(options.clone());
+        if i == 0 {
+            builder = builder
+                .with_flight_descriptor(Some(FlightDescriptor::new_cmd(envelope.encode_to_vec())));
+        }
+        let seq = bytes::Bytes::copy_from_slice(&seq.to_le_bytes());
+        streams.push(
+            builder
+                .build(futures::stream::iter([Ok(batch)]))
+                .map_ok(move |mut data| {
+                    data.app_metadata = seq.clone();
+                    data
+                }),
+        );
+    }
+    let data = futures::stream::iter(streams).flatten();
     let mut results = client.do_put(data).await?;
     let mut acks = 0;
     while let Some(result) = results.next().await {

@@ -1,52 +1,101 @@
-//! A lane: the queue and batcher in front of one collector.
+//! A lane: the queues and the shipping loop in front of one collector.
 //!
-//! It gathers routed parts per (signal, tenant) and ships a batch when it reaches
-//! `batch_max_rows` or `batch_max_bytes`, or when its oldest part waited `batch_max_age`.
-//! A failed `DoPut` is retried with exponential backoff and jitter; while it retries, new parts
-//! queue up (bounded) and the agent's memory limit turns into backpressure upstream.
+//! Entries wait in one queue per (signal, tenant) — a bulkhead: a backlog of logs does not
+//! hold up traces, because due queues take turns (round robin). A queue is due when it holds
+//! `batch_max_rows` rows or `batch_max_bytes` bytes, when its oldest entry waited
+//! `batch_max_age`, or when it holds entries to retry. One `DoPut` ships up to a batch's worth
+//! of entries, each under its own sequence.
+//!
+//! A failed `DoPut` marks its entries as attempted (they stay here: the collector may have
+//! stored them) and is retried with exponential backoff and jitter. The [`Breaker`] opens after
+//! repeated failures; then the entries never attempted move to the next collector on the ring,
+//! and so do entries that arrive while it is open.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::compute::concat_batches;
 use arrow_flight::FlightClient;
+use arrow_flight::error::FlightError;
 use strata_schema::Signal;
 use strata_schema::envelope::Envelope;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
-use tracing::{debug, error, warn};
+use tracing::{debug, info, warn};
 
-use super::{Part, Shipper, flight};
+use super::breaker::Breaker;
+use super::{LaneMsg, Shipper, flight};
+use crate::buffer::Entry;
 
-/// One `DoPut` may take this long before it counts as failed.
-const PUT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+struct Queued {
+    entry: Entry,
+    /// Sent at least once without an acknowledgement: it must stay with this collector.
+    attempted: bool,
+}
 
 #[derive(Default)]
-struct Pending {
-    parts: Vec<Part>,
+struct Queue {
+    entries: VecDeque<Queued>,
     rows: usize,
     bytes: usize,
     since: Option<Instant>,
 }
 
+impl Queue {
+    fn push_back(&mut self, q: Queued) {
+        self.rows += q.entry.rows;
+        self.bytes += q.entry.bytes;
+        self.since.get_or_insert_with(Instant::now);
+        self.entries.push_back(q);
+    }
+
+    fn pop_front(&mut self) -> Option<Queued> {
+        let q = self.entries.pop_front()?;
+        self.rows -= q.entry.rows;
+        self.bytes -= q.entry.bytes;
+        if self.entries.is_empty() {
+            self.since = None;
+        }
+        Some(q)
+    }
+}
+
+type Key = (Signal, Arc<str>);
+
 pub(super) struct Lane {
-    addr: String,
+    addr: Arc<str>,
     shipper: Shipper,
-    rx: mpsc::Receiver<Part>,
-    pending: HashMap<(Signal, Arc<str>), Pending>,
+    rx: mpsc::UnboundedReceiver<LaneMsg>,
+    queues: BTreeMap<Key, Queue>,
+    /// Round-robin position among the queues.
+    cursor: usize,
+    breaker: Breaker,
     client: Option<FlightClient>,
+    retry_at: Instant,
+    backoff: Duration,
 }
 
 impl Lane {
-    pub(super) fn new(addr: String, shipper: Shipper, rx: mpsc::Receiver<Part>) -> Self {
+    pub(super) fn new(
+        addr: Arc<str>,
+        shipper: Shipper,
+        rx: mpsc::UnboundedReceiver<LaneMsg>,
+    ) -> Self {
+        let c = &shipper.0.config;
+        let breaker = Breaker::new(c.breaker_failures, c.breaker_open, c.breaker_max_open);
         Self {
             addr,
             shipper,
             rx,
-            pending: HashMap::new(),
+            queues: BTreeMap::new(),
+            cursor: 0,
+            breaker,
             client: None,
+            retry_at: Instant::now(),
+            backoff: FIRST_BACKOFF,
         }
     }
 
@@ -55,146 +104,278 @@ impl Lane {
         let shutdown = self.shipper.0.shutdown.clone();
         let mut tick =
             tokio::time::interval((cfg.batch_max_age / 4).max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.publish_state();
         loop {
             tokio::select! {
-                part = self.rx.recv() => match part {
-                    Some(part) => {
-                        let key = (part.signal, part.tenant.clone());
-                        let p = self.pending.entry(key.clone()).or_default();
-                        p.rows += part.batch.num_rows();
-                        p.bytes += part.batch.get_array_memory_size();
-                        p.since.get_or_insert_with(Instant::now);
-                        p.parts.push(part);
-                        if p.rows >= cfg.batch_max_rows || p.bytes >= cfg.batch_max_bytes {
-                            self.ship(&key, None).await;
-                        }
+                msg = self.rx.recv() => match msg {
+                    Some(LaneMsg::Entry(entry)) => self.accept(entry),
+                    Some(LaneMsg::Removed) | None => {
+                        self.hand_back();
+                        return;
                     }
-                    None => break,
                 },
-                _ = tick.tick() => {
-                    let due: Vec<_> = self
-                        .pending
-                        .iter()
-                        .filter(|(_, p)| p.since.is_some_and(|t| t.elapsed() >= cfg.batch_max_age))
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for key in due {
-                        self.ship(&key, None).await;
-                    }
-                }
+                _ = tick.tick() => {}
                 _ = shutdown.cancelled() => break,
             }
+            self.ship_due(false).await;
         }
-        // Shutdown: take what is still queued and ship everything within the grace period.
+        // Shutdown: take what is queued and ship it all within the grace period.
         self.rx.close();
-        while let Ok(part) = self.rx.try_recv() {
-            let key = (part.signal, part.tenant.clone());
-            let p = self.pending.entry(key).or_default();
-            p.rows += part.batch.num_rows();
-            p.parts.push(part);
+        while let Ok(msg) = self.rx.try_recv() {
+            if let LaneMsg::Entry(entry) = msg {
+                self.push(entry, false);
+            }
         }
         let deadline = Instant::now() + cfg.shutdown_grace;
-        let keys: Vec<_> = self.pending.keys().cloned().collect();
-        for key in keys {
-            self.ship(&key, Some(deadline)).await;
+        while self.queues.values().any(|q| !q.entries.is_empty()) && Instant::now() < deadline {
+            if !self.ship_due(true).await {
+                let wait = self
+                    .retry_at
+                    .min(deadline)
+                    .saturating_duration_since(Instant::now());
+                sleep(wait.max(Duration::from_millis(10))).await;
+            }
+        }
+        let left: usize = self.queues.values().map(|q| q.rows).sum();
+        if left > 0 {
+            warn!(collector = %self.addr, rows = left, "shutdown grace period over with rows not shipped");
         }
     }
 
-    /// Ships the pending batch of `key`; retries until acknowledged, or until `deadline`.
-    async fn ship(&mut self, key: &(Signal, Arc<str>), deadline: Option<Instant>) {
-        let Some(pending) = self.pending.remove(key) else {
-            return;
-        };
-        if pending.parts.is_empty() {
+    fn push(&mut self, entry: Entry, attempted: bool) {
+        let key = (entry.signal, entry.tenant.clone());
+        self.queues
+            .entry(key)
+            .or_default()
+            .push_back(Queued { entry, attempted });
+    }
+
+    /// A new entry: queued here, or moved on at once while the breaker is open.
+    fn accept(&mut self, entry: Entry) {
+        if self.breaker.is_unhealthy()
+            && let Some(next) = self.shipper.failover_target(&self.addr, &entry)
+        {
+            self.shipper.reroute(entry, next, "failover");
             return;
         }
-        let (signal, tenant) = key;
-        let batches: Vec<_> = pending.parts.iter().map(|p| p.batch.clone()).collect();
-        let batch = match concat_batches(&batches[0].schema(), &batches) {
-            Ok(b) => b,
-            Err(e) => {
-                // Parts of one key share the signal's schema; this is a bug, not bad input.
-                error!(error = %e, "cannot concatenate parts; dropping batch");
-                self.count_dropped(*signal, pending.rows);
-                return;
+        self.push(entry, false);
+    }
+
+    /// The collector left the set: every entry goes back to the shipper for re-routing.
+    fn hand_back(&mut self) {
+        self.rx.close();
+        let mut entries = Vec::new();
+        while let Ok(msg) = self.rx.try_recv() {
+            if let LaneMsg::Entry(e) = msg {
+                entries.push(e);
             }
+        }
+        for q in std::mem::take(&mut self.queues).into_values() {
+            entries.extend(q.entries.into_iter().map(|q| q.entry));
+        }
+        info!(collector = %self.addr, batches = entries.len(), "handing back batches of a removed collector");
+        self.shipper
+            .0
+            .metrics
+            .breaker_state
+            .get_or_create(&self.labels())
+            .set(0);
+        for e in entries {
+            self.shipper.dispatch(e, self.addr.clone());
+        }
+    }
+
+    /// Ships due queues in turn while shipments succeed; `force` treats every non-empty queue
+    /// as due. Returns false when a shipment failed or the breaker holds shipping back.
+    async fn ship_due(&mut self, force: bool) -> bool {
+        let cfg = self.shipper.0.config.clone();
+        loop {
+            let now = Instant::now();
+            if now < self.retry_at || !self.breaker.allow(now) {
+                return false;
+            }
+            let keys: Vec<Key> = self.queues.keys().cloned().collect();
+            if keys.is_empty() {
+                return true;
+            }
+            let due = (0..keys.len())
+                .map(|i| (self.cursor + i) % keys.len())
+                .find(|&i| {
+                    let q = &self.queues[&keys[i]];
+                    !q.entries.is_empty()
+                        && (force
+                            || q.rows >= cfg.batch_max_rows
+                            || q.bytes >= cfg.batch_max_bytes
+                            || q.since.is_some_and(|t| t.elapsed() >= cfg.batch_max_age)
+                            || q.entries.front().is_some_and(|e| e.attempted))
+                });
+            let Some(i) = due else {
+                self.queues.retain(|_, q| !q.entries.is_empty());
+                return true;
+            };
+            self.cursor = i + 1;
+            if !self.ship(&keys[i]).await {
+                return false;
+            }
+        }
+    }
+
+    /// Ships up to one batch's worth of entries of `key`; returns whether it was acknowledged.
+    async fn ship(&mut self, key: &Key) -> bool {
+        let cfg = self.shipper.0.config.clone();
+        let buffer = self.shipper.0.buffer.clone();
+        let Some(queue) = self.queues.get_mut(key) else {
+            return true;
         };
+        let mut taken = Vec::new();
+        let (mut rows, mut bytes) = (0, 0);
+        while let Some(front) = queue.entries.front() {
+            if !taken.is_empty()
+                && (rows + front.entry.rows > cfg.batch_max_rows
+                    || bytes + front.entry.bytes > cfg.batch_max_bytes)
+            {
+                break;
+            }
+            rows += front.entry.rows;
+            bytes += front.entry.bytes;
+            taken.extend(queue.pop_front());
+        }
+        let mut batches = Vec::with_capacity(taken.len());
+        let mut held = Vec::with_capacity(taken.len());
+        let mut sent = Vec::with_capacity(taken.len());
+        for q in taken {
+            match buffer.load(q.entry.id).await {
+                None => {} // acknowledged already
+                Some(Err(e)) => buffer.lose(q.entry.id, &e),
+                Some(Ok(loaded)) => {
+                    batches.push((q.entry.id, loaded.batch));
+                    held.push(loaded.permit);
+                    sent.push(q);
+                }
+            }
+        }
+        if sent.is_empty() {
+            return true;
+        }
+        let (signal, tenant) = key;
         let envelope = Envelope::new(
-            self.shipper.0.config.agent_id.clone(),
-            self.shipper.next_sequence(),
+            cfg.agent_id.clone(),
+            sent[0].entry.id,
             *signal,
             tenant.to_string(),
         );
+        let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        let result = match self.client() {
+            Ok(client) => timeout(cfg.ship_timeout, flight::put(client, &envelope, batches))
+                .await
+                .unwrap_or_else(|_| Err(FlightError::ProtocolError("DoPut timed out".into()))),
+            Err(e) => Err(e),
+        };
+        drop(held);
         let metrics = self.shipper.0.metrics.clone();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let result = match self.client() {
-                Ok(client) => timeout(PUT_TIMEOUT, flight::put(client, &envelope, batch.clone()))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(arrow_flight::error::FlightError::ProtocolError(
-                            "DoPut timed out".into(),
-                        ))
-                    }),
-                Err(e) => Err(e),
-            };
-            let labels = vec![("collector", self.addr.clone())];
-            match result {
-                Ok(()) => {
-                    let mut ok = labels;
-                    ok.push(("outcome", "ok".into()));
-                    metrics.shipped_batches.get_or_create(&ok).inc();
-                    metrics
-                        .shipped_rows
-                        .get_or_create(&vec![("signal", signal.as_str().to_string())])
-                        .inc_by(batch.num_rows() as u64);
-                    debug!(collector = %self.addr, rows = batch.num_rows(), seq = envelope.sequence, "shipped");
-                    break;
+        let mut labels = self.labels();
+        match result {
+            Ok(()) => {
+                labels.push(("outcome", "ok".into()));
+                metrics.shipped_batches.get_or_create(&labels).inc();
+                metrics
+                    .shipped_rows
+                    .get_or_create(&vec![("signal", signal.as_str().to_string())])
+                    .inc_by(rows as u64);
+                let ids: Vec<u64> = sent.iter().map(|q| q.entry.id).collect();
+                buffer.ack(&ids);
+                debug!(collector = %self.addr, rows, batches = ids.len(), "shipped");
+                let was_unhealthy = self.breaker.is_unhealthy();
+                self.breaker.success();
+                self.backoff = FIRST_BACKOFF;
+                if was_unhealthy {
+                    info!(collector = %self.addr, "collector recovered; circuit breaker closed");
+                    self.publish_state();
                 }
-                Err(e) => {
-                    let mut err = labels;
-                    err.push(("outcome", "error".into()));
-                    metrics.shipped_batches.get_or_create(&err).inc();
-                    warn!(collector = %self.addr, error = %e, retry_in = ?backoff, "DoPut failed");
-                    if deadline.is_some_and(|d| Instant::now() + backoff > d) {
-                        error!(collector = %self.addr, rows = batch.num_rows(), "giving up at shutdown");
-                        self.count_dropped(*signal, batch.num_rows());
-                        break;
-                    }
-                    sleep(jitter(backoff)).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                true
+            }
+            Err(e) => {
+                labels.push(("outcome", "error".into()));
+                metrics.shipped_batches.get_or_create(&labels).inc();
+                let queue = self.queues.entry(key.clone()).or_default();
+                for mut q in sent.into_iter().rev() {
+                    q.attempted = true;
+                    queue.rows += q.entry.rows;
+                    queue.bytes += q.entry.bytes;
+                    queue.entries.push_front(q);
                 }
+                queue.since.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                let opened = self.breaker.failure(now, jitter_fraction());
+                self.retry_at = self
+                    .breaker
+                    .retry_at(now)
+                    .max(now + self.backoff.mul_f64(0.5 + jitter_fraction() / 2.0));
+                warn!(collector = %self.addr, error = %e, retry_in = ?(self.retry_at - now), "DoPut failed");
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                // A new connection next time: the old one may be half dead.
+                self.client = None;
+                if opened {
+                    warn!(collector = %self.addr, "circuit breaker open; its keys go to the next collector");
+                    metrics.breaker_opened.get_or_create(&self.labels()).inc();
+                    self.publish_state();
+                    self.fail_over();
+                }
+                false
             }
         }
-        drop(pending);
-        metrics.buffered_bytes.set(self.shipper.held_bytes());
     }
 
-    fn client(&mut self) -> Result<&mut FlightClient, arrow_flight::error::FlightError> {
+    /// Moves every entry never sent to the next healthy collector on the ring.
+    fn fail_over(&mut self) {
+        for queue in self.queues.values_mut() {
+            let mut keep = Queue::default();
+            while let Some(q) = queue.pop_front() {
+                if q.attempted {
+                    keep.push_back(q);
+                    continue;
+                }
+                match self.shipper.failover_target(&self.addr, &q.entry) {
+                    Some(next) => self.shipper.reroute(q.entry, next, "failover"),
+                    None => keep.push_back(q),
+                }
+            }
+            *queue = keep;
+        }
+    }
+
+    fn publish_state(&self) {
+        self.shipper
+            .set_health(&self.addr, self.breaker.is_unhealthy());
+        self.shipper
+            .0
+            .metrics
+            .breaker_state
+            .get_or_create(&self.labels())
+            .set(self.breaker.state().gauge());
+    }
+
+    fn labels(&self) -> Vec<(&'static str, String)> {
+        vec![("collector", self.addr.to_string())]
+    }
+
+    fn client(&mut self) -> Result<&mut FlightClient, FlightError> {
         if self.client.is_none() {
             self.client = Some(flight::client(&self.addr)?);
         }
         // Just set above when it was missing.
         self.client
             .as_mut()
-            .ok_or_else(|| arrow_flight::error::FlightError::ProtocolError("no client".into()))
-    }
-
-    fn count_dropped(&self, signal: Signal, rows: usize) {
-        self.shipper
-            .0
-            .metrics
-            .dropped_rows
-            .get_or_create(&vec![("signal", signal.as_str().to_string())])
-            .inc_by(rows as u64);
+            .ok_or_else(|| FlightError::ProtocolError("no client".into()))
     }
 }
 
-/// Full jitter between half and all of `d`, so retrying lanes do not move in lockstep.
-fn jitter(d: Duration) -> Duration {
+/// A number in [0, 1) from the clock, so retrying lanes do not move in lockstep.
+fn jitter_fraction() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|t| t.subsec_nanos())
         .unwrap_or(0);
-    d / 2 + d.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    f64::from(nanos % 1000) / 1000.0
 }

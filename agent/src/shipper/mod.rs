@@ -1,22 +1,31 @@
-//! The shipper: routes accepted rows to collectors and ships them in batches.
+//! The shipper: routes accepted rows to collectors, buffers them, and ships them in batches.
 //!
 //! `Shipper` implements [`Ingest`]. An accepted batch is split by the owner of each row's
-//! routing key on the [`Ring`] (spans by trace id, logs by service, metric points by series) and
-//! each part is queued on the lane of its collector. A lane ([`lane`]) batches its parts per
-//! (signal, tenant) by rows, bytes and age, and ships each batch with one Flight `DoPut`
-//! ([`flight`]), retrying with backoff until the collector acknowledges it.
+//! routing key on the [`Ring`] (spans by trace id, logs by service, metric points by series),
+//! skipping collectors whose circuit [`breaker`] is not closed (their keys go to the next
+//! member clockwise, and no other key moves). The parts are made durable in the [`Buffer`]
+//! (one entry each; the entry id is the part's idempotency sequence), and only then is the
+//! request answered. Each entry is handed to the [`lane`] of its collector, which ships
+//! batches of entries with one Flight `DoPut` ([`flight`]) and acknowledges them in the buffer
+//! once the collector acknowledged them.
 //!
 //! Invariants:
-//! - Memory: each accepted batch holds permits of a semaphore sized `memory_limit_bytes`
-//!   (in KiB) until every part of it was acknowledged; no permits left means `Overloaded`.
-//! - A part is never dropped while the agent runs; at shutdown a lane retries for at most
-//!   the grace period, and what it gives up on is counted in `strata_agent_dropped_rows`.
+//! - A request is answered with success only once every part of it is in the buffer; an entry
+//!   leaves the buffer only when its collector acknowledged it.
+//! - An entry that was sent and whose outcome is unknown stays with its collector (the
+//!   collector may have stored it; only it can recognise the retry), unless the collector is
+//!   removed from the set. An entry never sent moves whole to the next member when its
+//!   collector's breaker opens. Both moves are recorded in the buffer before the entry is sent
+//!   elsewhere, so a restart does not send it back.
+//! - When the collector set changes, the entries of a removed collector are re-routed by the
+//!   new ring; none stays behind.
+//! - Memory: see [`Buffer`]; no memory or buffer space left means `Overloaded`.
 
+mod breaker;
 pub mod flight;
 mod lane;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -26,19 +35,17 @@ use arrow::datatypes::UInt64Type;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use strata_schema::{Signal, columns};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::buffer::{Buffer, BufferConfig, Entry, NewPart};
 use crate::config::AgentConfig;
 use crate::discovery::Discovery;
 use crate::ingest::{Ingest, IngestError};
 use crate::metrics::AgentMetrics;
 use crate::ring::Ring;
-
-/// Items a lane may have queued before `ingest` answers `Overloaded`.
-const LANE_QUEUE: usize = 4096;
 
 /// What the shipper needs from the agent configuration.
 #[derive(Debug, Clone)]
@@ -47,8 +54,12 @@ pub struct ShipperConfig {
     pub batch_max_rows: usize,
     pub batch_max_bytes: usize,
     pub batch_max_age: Duration,
-    pub memory_limit_bytes: usize,
     pub shutdown_grace: Duration,
+    pub ship_timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
+    pub breaker_max_open: Duration,
+    pub buffer: BufferConfig,
 }
 
 impl ShipperConfig {
@@ -58,19 +69,28 @@ impl ShipperConfig {
             batch_max_rows: c.batch_max_rows,
             batch_max_bytes: c.batch_max_bytes,
             batch_max_age: Duration::from_millis(c.batch_max_age_ms.max(1)),
-            memory_limit_bytes: c.memory_limit_bytes,
             shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
+            ship_timeout: Duration::from_millis(c.ship_timeout_ms.max(1)),
+            breaker_failures: c.breaker_failures,
+            breaker_open: Duration::from_millis(c.breaker_open_ms.max(1)),
+            breaker_max_open: Duration::from_millis(c.breaker_max_open_ms.max(1)),
+            buffer: BufferConfig {
+                mode: c.buffer,
+                dir: c.data_dir.join("buffer"),
+                max_bytes: c.buffer_max_bytes,
+                segment_bytes: c.buffer_segment_bytes,
+                key_share: c.buffer_key_share,
+                memory_limit_bytes: c.memory_limit_bytes,
+            },
         }
     }
 }
 
-/// One routed part of an accepted batch, on its way to one collector.
-pub(crate) struct Part {
-    signal: Signal,
-    tenant: Arc<str>,
-    batch: RecordBatch,
-    /// Memory held for the whole accepted batch; released when its last part is acknowledged.
-    _permit: Arc<OwnedSemaphorePermit>,
+/// What a lane receives.
+pub(crate) enum LaneMsg {
+    Entry(Entry),
+    /// The collector left the set: hand every entry back for re-routing, then stop.
+    Removed,
 }
 
 #[derive(Clone)]
@@ -80,43 +100,40 @@ struct Inner {
     config: ShipperConfig,
     metrics: Arc<AgentMetrics>,
     ring: RwLock<Arc<Ring>>,
-    lanes: Mutex<HashMap<String, mpsc::Sender<Part>>>,
-    memory: Arc<Semaphore>,
-    memory_kib: u32,
-    sequence: AtomicU64,
+    lanes: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<LaneMsg>>>,
+    /// Collectors whose breaker is not closed: new keys avoid them.
+    unhealthy: RwLock<HashSet<Arc<str>>>,
+    buffer: Arc<Buffer>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl Shipper {
-    /// Resolves the collectors once, then keeps the ring fresh in the background.
+    /// Opens the buffer, resolves the collectors once, ships what the buffer still holds, and
+    /// keeps the ring fresh in the background.
     pub async fn start(
         config: ShipperConfig,
         discovery: Discovery,
         metrics: Arc<AgentMetrics>,
         shutdown: CancellationToken,
-    ) -> Self {
-        let memory_kib = u32::try_from(config.memory_limit_bytes / 1024)
-            .unwrap_or(u32::MAX)
-            .max(1);
-        // Sequence numbers start at the wall clock so that a restarted agent never reuses one.
-        let first_seq = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
+    ) -> std::io::Result<Self> {
+        let (buffer, waiting) = Buffer::open(config.buffer.clone(), metrics.clone())?;
+        buffer.compact().await;
         let shipper = Shipper(Arc::new(Inner {
             config,
             metrics,
             ring: RwLock::new(Arc::new(Ring::default())),
             lanes: Mutex::new(HashMap::new()),
-            memory: Arc::new(Semaphore::new(memory_kib as usize)),
-            memory_kib,
-            sequence: AtomicU64::new(first_seq),
+            unhealthy: RwLock::new(HashSet::new()),
+            buffer,
             tracker: TaskTracker::new(),
             shutdown,
         }));
         let members = discovery.resolve(&[]).await;
         shipper.set_members(members);
+        for (entry, target) in waiting {
+            shipper.dispatch(entry, target);
+        }
         let refresher = shipper.clone();
         shipper.0.tracker.spawn(async move {
             let mut tick = tokio::time::interval(discovery.refresh_interval());
@@ -133,7 +150,7 @@ impl Shipper {
                 }
             }
         });
-        shipper
+        Ok(shipper)
     }
 
     fn ring(&self) -> Arc<Ring> {
@@ -144,10 +161,32 @@ impl Shipper {
             .clone()
     }
 
-    fn set_members(&self, members: Vec<String>) {
+    /// Installs a new collector set; lanes of removed collectors hand their entries back.
+    pub fn set_members(&self, members: Vec<String>) {
         info!(collectors = ?members, "collector set");
         self.0.metrics.collectors.set(members.len() as i64);
-        *self.0.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Ring::new(members));
+        let ring = Arc::new(Ring::new(members));
+        *self.0.ring.write().unwrap_or_else(|p| p.into_inner()) = ring.clone();
+        let removed: Vec<_> = {
+            let mut lanes = self.0.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<Arc<str>> = lanes
+                .keys()
+                .filter(|a| !ring.contains(a))
+                .cloned()
+                .collect();
+            gone.into_iter()
+                .filter_map(|a| lanes.remove(&a).map(|tx| (a, tx)))
+                .collect()
+        };
+        for (addr, tx) in removed {
+            info!(collector = %addr, "collector left the set; re-routing its batches");
+            self.0
+                .unhealthy
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&addr);
+            let _ = tx.send(LaneMsg::Removed);
+        }
     }
 
     /// Ready once at least one collector is known.
@@ -155,18 +194,115 @@ impl Shipper {
         !self.ring().is_empty() && !self.0.shutdown.is_cancelled()
     }
 
-    pub(crate) fn next_sequence(&self) -> u64 {
-        self.0.sequence.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Waits until every lane has shipped or given up (after shutdown was requested).
+    /// Waits until every lane has shipped what it could within the grace period (after
+    /// shutdown was requested). With the disk buffer, what is left is shipped after the next
+    /// start; with the memory buffer it is counted as dropped.
     pub async fn drain(&self) {
         self.0.tracker.close();
         self.0.tracker.wait().await;
-        self.0.metrics.buffered_bytes.set(0);
+        let left = self.0.buffer.live_rows();
+        if left > 0 {
+            match self.0.buffer.mode() {
+                crate::buffer::BufferMode::Disk => {
+                    info!(
+                        rows = left,
+                        "rows stay in the disk buffer for the next start"
+                    )
+                }
+                crate::buffer::BufferMode::Memory => {
+                    warn!(rows = left, "memory buffer: rows not shipped are dropped");
+                    self.0
+                        .metrics
+                        .dropped_rows
+                        .get_or_create(&vec![("signal", "all".to_string())])
+                        .inc_by(left as u64);
+                }
+            }
+        }
     }
 
-    fn lane(&self, addr: &str) -> Option<mpsc::Sender<Part>> {
+    fn is_unhealthy(&self, addr: &str) -> bool {
+        self.0
+            .unhealthy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(addr)
+    }
+
+    pub(crate) fn set_health(&self, addr: &Arc<str>, unhealthy: bool) {
+        let mut set = self.0.unhealthy.write().unwrap_or_else(|p| p.into_inner());
+        if unhealthy {
+            set.insert(addr.clone());
+        } else {
+            set.remove(addr);
+        }
+    }
+
+    /// The collector a key hash goes to now (skipping unhealthy ones), if any is known.
+    fn owner_now(&self, ring: &Ring, hash: u64) -> Option<Arc<str>> {
+        ring.owner_skipping(hash, |m| self.is_unhealthy(m))
+            .map(|i| Arc::from(ring.members()[i].as_str()))
+    }
+
+    /// Hands an entry to the lane of `target`; an entry whose collector left the set is
+    /// re-routed first.
+    pub(crate) fn dispatch(&self, entry: Entry, target: Arc<str>) {
+        let ring = self.ring();
+        if !ring.contains(&target) {
+            if let Some(next) = self.owner_now(&ring, entry.key_hash) {
+                self.reroute(entry, next, "removed");
+            } else {
+                // No collector at all: keep it where it is until one is known.
+                warn!(entry = entry.id, "no collector known for a buffered batch");
+            }
+            return;
+        }
+        let tx = self.lane(&target);
+        if let Some(tx) = tx
+            && let Err(mpsc::error::SendError(LaneMsg::Entry(entry))) =
+                tx.send(LaneMsg::Entry(entry))
+        {
+            // The lane stopped between the lookup and the send (shutdown): the entry stays in
+            // the buffer for the next start.
+            let _ = entry;
+        }
+    }
+
+    /// Records that `entry` goes to `target` from now on, then dispatches it there.
+    pub(crate) fn reroute(&self, entry: Entry, target: Arc<str>, reason: &'static str) {
+        let shipper = self.clone();
+        self.0.tracker.spawn(async move {
+            match shipper.0.buffer.reroute(entry.id, target.clone()).await {
+                Ok(()) => {
+                    shipper
+                        .0
+                        .metrics
+                        .rerouted_batches
+                        .get_or_create(&vec![("reason", reason.to_string())])
+                        .inc();
+                    shipper.dispatch(entry, target);
+                }
+                Err(e) => {
+                    // Not recorded: ship it where it was bound (its lane, if still there).
+                    warn!(entry = entry.id, error = %e, "cannot record a re-route");
+                    if let Some(old) = shipper.0.buffer.target(entry.id)
+                        && let Some(tx) = shipper.lane(&old)
+                    {
+                        let _ = tx.send(LaneMsg::Entry(entry));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Where an entry of a collector whose breaker opened goes instead, if anywhere.
+    pub(crate) fn failover_target(&self, from: &str, entry: &Entry) -> Option<Arc<str>> {
+        let ring = self.ring();
+        let next = self.owner_now(&ring, entry.key_hash)?;
+        (&*next != from).then_some(next)
+    }
+
+    fn lane(&self, addr: &Arc<str>) -> Option<mpsc::UnboundedSender<LaneMsg>> {
         let mut lanes = self.0.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = lanes.get(addr) {
             return Some(tx.clone());
@@ -174,15 +310,11 @@ impl Shipper {
         if self.0.shutdown.is_cancelled() {
             return None;
         }
-        let (tx, rx) = mpsc::channel(LANE_QUEUE);
-        lanes.insert(addr.to_string(), tx.clone());
-        let lane = lane::Lane::new(addr.to_string(), self.clone(), rx);
+        let (tx, rx) = mpsc::unbounded_channel();
+        lanes.insert(addr.clone(), tx.clone());
+        let lane = lane::Lane::new(addr.clone(), self.clone(), rx);
         self.0.tracker.spawn(lane.run());
         Some(tx)
-    }
-
-    fn held_bytes(&self) -> i64 {
-        (self.0.memory_kib as i64 - self.0.memory.available_permits() as i64) * 1024
     }
 }
 
@@ -236,71 +368,45 @@ impl Ingest for Shipper {
         if self.0.shutdown.is_cancelled() {
             return Err(IngestError::Unavailable("agent is shutting down".into()));
         }
-        let kib = (batch.get_array_memory_size() / 1024 + 1).min(self.0.memory_kib as usize);
-        let permit = self
-            .0
-            .memory
-            .clone()
-            .try_acquire_many_owned(kib as u32)
-            .map_err(|_| {
-                IngestError::Overloaded(format!(
-                    "agent buffer full ({} bytes held); retry later",
-                    self.held_bytes()
-                ))
-            })?;
-        let permit = Arc::new(permit);
+        let permit = self.0.buffer.reserve(batch.get_array_memory_size())?;
         let ring = self.ring();
         if ring.is_empty() {
             return Err(IngestError::Unavailable("no collector is known".into()));
         }
         let hashes = row_hashes(signal, &batch)?;
-        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); ring.members().len()];
+        let mut groups: HashMap<Arc<str>, (u64, Vec<u32>)> = HashMap::new();
         for (row, h) in hashes.into_iter().enumerate() {
             // A non-empty ring always has an owner.
-            let owner = ring.owner(h).unwrap_or(0);
-            groups[owner].push(row as u32);
+            let Some(owner) = self.owner_now(&ring, h) else {
+                continue;
+            };
+            groups
+                .entry(owner)
+                .or_insert_with(|| (h, Vec::new()))
+                .1
+                .push(row as u32);
         }
         let tenant: Arc<str> = Arc::from(tenant);
-        // Reserve a queue slot on every lane first, so a request is queued whole or not at all.
-        let mut reserved = Vec::new();
-        for (owner, rows) in groups.into_iter().enumerate() {
-            if rows.is_empty() {
-                continue;
-            }
-            let addr = &ring.members()[owner];
-            let tx = self
-                .lane(addr)
-                .ok_or_else(|| IngestError::Unavailable("agent is shutting down".into()))?;
-            reserved.push((addr.clone(), tx, rows));
-        }
-        let mut slots = Vec::with_capacity(reserved.len());
-        for (addr, tx, rows) in &reserved {
-            let slot = tx.try_reserve().map_err(|e| match e {
-                mpsc::error::TrySendError::Full(()) => {
-                    IngestError::Overloaded(format!("queue to collector {addr} is full"))
-                }
-                mpsc::error::TrySendError::Closed(()) => {
-                    warn!(collector = %addr, "lane closed");
-                    IngestError::Unavailable("agent is shutting down".into())
-                }
-            })?;
-            slots.push((slot, rows));
-        }
-        for (slot, rows) in slots {
+        let mut parts = Vec::with_capacity(groups.len());
+        for (target, (key_hash, rows)) in groups {
             let part = if rows.len() == batch.num_rows() {
                 batch.clone()
             } else {
-                take_record_batch(&batch, &UInt32Array::from(rows.clone()))
+                take_record_batch(&batch, &UInt32Array::from(rows))
                     .map_err(|e| IngestError::Internal(format!("routing: {e}")))?
             };
-            slot.send(Part {
+            parts.push(NewPart {
+                target,
+                key_hash,
                 signal,
                 tenant: tenant.clone(),
                 batch: part,
-                _permit: permit.clone(),
             });
         }
-        self.0.metrics.buffered_bytes.set(self.held_bytes());
+        let entries = self.0.buffer.append(parts, permit).await?;
+        for (entry, target) in entries {
+            self.dispatch(entry, target);
+        }
         Ok(())
     }
 }

@@ -84,8 +84,8 @@ pub fn encode(
             KeyValue::new("strata.signal".to_string(), signal.as_str().to_string()),
             KeyValue::new("strata.sort_columns".to_string(), sort_cols.join(",")),
             KeyValue::new(
-                crate::wal::persisted::METADATA_KEY.to_string(),
-                crate::wal::persisted::encode(wal_entries),
+                crate::persisted::METADATA_KEY.to_string(),
+                crate::persisted::encode(wal_entries),
             ),
         ]));
     if signal == Signal::Traces {

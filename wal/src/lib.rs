@@ -1,17 +1,19 @@
-//! The collector's write-ahead log.
+//! Strata's write-ahead log: the collector's WAL and the agent's disk buffer.
 //!
-//! Every accepted batch is appended here and fsynced before it is acknowledged. Appends from
-//! concurrent requests are group-committed: the writer thread takes every append that is
-//! waiting, writes them with one `write`, and makes them durable with one `fdatasync`.
+//! Every record is appended and fsynced before `append` returns. Appends from concurrent
+//! requests are group-committed: the writer thread takes every append that is waiting, writes
+//! them with one `write`, and makes them durable with one `fdatasync`.
 //!
-//! Files: `<data_dir>/wal/wal-<id:020>.seg`, one active segment at a time; a new one starts
-//! when the active one passes `segment_bytes`, and at every start. The [`format`] module
-//! describes the bytes. A segment is deleted once every row it holds is in a Parquet file in
-//! storage ([`Wal::remove_below`]).
+//! Files: `<dir>/wal-<id:020>.seg`, one active segment at a time; a new one starts when the
+//! active one passes `segment_bytes`, and at every start. The [`format`] module describes the
+//! bytes, [`entry`] the payload both roles store (an envelope and Arrow IPC). The owner deletes
+//! a segment once nothing in it is needed ([`Wal::remove_below`], [`Wal::remove`]).
 //!
 //! Every record has an entry id, `segment << 32 | index in segment`, unique and increasing
-//! for the life of the data directory (segment ids only grow: the active segment is never
-//! deleted, and a start opens the next id).
+//! for the life of the directory and beyond: segment ids only grow (the active segment is
+//! never deleted) and a start opens `max(last + 1, unix seconds)`, so even a wiped directory
+//! does not hand out an id again. The agent uses entry ids as the idempotency sequence of the
+//! batches it ships.
 //!
 //! Recovery ([`Wal::open`]): segments are read in order; a segment's bad tail (torn write or
 //! corruption) is moved aside to `<segment>.corrupt-<unix-seconds>` and the segment truncated
@@ -20,7 +22,6 @@
 
 pub mod entry;
 pub mod format;
-pub mod persisted;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -58,8 +59,8 @@ impl From<io::Error> for WalError {
 /// What recovery found.
 #[derive(Debug, Default)]
 pub struct Recovery {
-    /// Valid records with their entry ids, in write order.
-    pub records: Vec<(u64, Vec<u8>)>,
+    /// Valid records with their positions, in write order.
+    pub records: Vec<(Position, Vec<u8>)>,
     /// Bytes moved aside as torn or corrupt.
     pub corrupt_bytes: u64,
     /// Segments with a bad tail or header.
@@ -68,7 +69,14 @@ pub struct Recovery {
 
 struct Append {
     record: Vec<u8>,
-    done: oneshot::Sender<Result<u64, WalError>>,
+    done: oneshot::Sender<Result<Position, WalError>>,
+}
+
+/// Where a record lives: its entry id and the byte offset of its frame in its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub id: u64,
+    pub offset: u64,
 }
 
 /// The entry id of record `index` of segment `segment`.
@@ -129,8 +137,24 @@ fn set_aside(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 impl Wal {
-    /// Recovers `dir` (created if missing) and starts a new active segment.
+    /// Recovers `dir` (created if missing) and starts a new active segment; returns every
+    /// valid record in memory.
     pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Wal, Recovery)> {
+        let mut records = Vec::new();
+        let (wal, mut recovery) = Self::open_with(dir, segment_bytes, |position, payload| {
+            records.push((position, payload.to_vec()))
+        })?;
+        recovery.records = records;
+        Ok((wal, recovery))
+    }
+
+    /// Like [`Wal::open`], but hands each valid record to `visit` (one segment in memory at a
+    /// time) instead of collecting them; `Recovery::records` stays empty.
+    pub fn open_with(
+        dir: &Path,
+        segment_bytes: u64,
+        mut visit: impl FnMut(Position, &[u8]),
+    ) -> io::Result<(Wal, Recovery)> {
         fs::create_dir_all(dir)?;
         let mut recovery = Recovery::default();
         let ids = segments(dir)?;
@@ -139,8 +163,12 @@ impl Wal {
             let bytes = fs::read(&path)?;
             match format::decode_segment(&bytes) {
                 Ok(decoded) => {
-                    for (i, r) in decoded.records.iter().enumerate() {
-                        recovery.records.push((entry_id(id, i as u32), r.to_vec()));
+                    for (i, (offset, r)) in decoded.records.iter().enumerate() {
+                        let position = Position {
+                            id: entry_id(id, i as u32),
+                            offset: *offset as u64,
+                        };
+                        visit(position, r);
                     }
                     if decoded.valid_len < bytes.len() {
                         let bad = &bytes[decoded.valid_len..];
@@ -163,7 +191,10 @@ impl Wal {
                 }
             }
         }
-        let first = ids.last().map_or(1, |id| id + 1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs());
+        let first = ids.last().map_or(now, |id| (id + 1).max(now));
         let segment = Segment::create(dir, first)?;
         let active = Arc::new(AtomicU64::new(first));
         let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
@@ -184,6 +215,11 @@ impl Wal {
 
     /// Appends `payload` and returns, once it is durable, its entry id.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, WalError> {
+        Ok(self.append_at(payload).await?.id)
+    }
+
+    /// Appends `payload` and returns, once it is durable, where it is (for [`Wal::read`]).
+    pub async fn append_at(&self, payload: Vec<u8>) -> Result<Position, WalError> {
         let mut record = Vec::with_capacity(payload.len() + 8);
         format::encode_record(&payload, &mut record);
         let (done, rx) = oneshot::channel();
@@ -203,6 +239,52 @@ impl Wal {
     pub fn has_segments_below(&self, id: u64) -> io::Result<bool> {
         let limit = id.min(self.active_segment());
         Ok(segments(&self.dir)?.first().is_some_and(|&s| s < limit))
+    }
+
+    /// Reads back the record at `position`, checking its checksum (blocking file I/O).
+    pub fn read(&self, position: Position) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let file = File::open(segment_path(&self.dir, segment_of(position.id)))?;
+        let mut head = [0u8; format::RECORD_HEADER_LEN];
+        file.read_exact_at(&mut head, position.offset)?;
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > format::MAX_RECORD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record length out of range",
+            ));
+        }
+        let mut payload = vec![0u8; len];
+        file.read_exact_at(&mut payload, position.offset + head.len() as u64)?;
+        if crc32fast::hash(&payload) != u32::from_le_bytes([head[4], head[5], head[6], head[7]]) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record checksum mismatch",
+            ));
+        }
+        Ok(payload)
+    }
+
+    /// Segments on disk with their sizes in bytes, ascending (the active one included).
+    pub fn segments(&self) -> io::Result<Vec<(u64, u64)>> {
+        segments(&self.dir)?
+            .into_iter()
+            .map(|id| Ok((id, fs::metadata(segment_path(&self.dir, id))?.len())))
+            .collect()
+    }
+
+    /// Deletes segment `id` unless it is the active one; returns whether it was deleted.
+    pub fn remove(&self, id: u64) -> io::Result<bool> {
+        if id >= self.active_segment() {
+            return Ok(false);
+        }
+        match fs::remove_file(segment_path(&self.dir, id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        sync_dir(&self.dir)?;
+        Ok(true)
     }
 
     /// Deletes every segment with an id below segment `id` (never the active one); returns
@@ -294,13 +376,19 @@ fn writer(
         for a in &group {
             bytes.extend_from_slice(&a.record);
         }
+        let start = segment.len;
         let result = segment.commit(&bytes).map_err(WalError::from);
+        let mut offset = start;
         for a in group {
-            let id = entry_id(segment.id, segment.records);
+            let position = Position {
+                id: entry_id(segment.id, segment.records),
+                offset,
+            };
             if result.is_ok() {
                 segment.records += 1;
+                offset += a.record.len() as u64;
             }
-            let _ = a.done.send(result.clone().map(|()| id));
+            let _ = a.done.send(result.clone().map(|()| position));
         }
         if result.is_ok()
             && (segment.len >= segment_bytes || segment.records >= u32::MAX - GROUP_MAX as u32)
@@ -340,6 +428,9 @@ mod tests {
         let (wal, rec) = Wal::open(dir.path(), 64).unwrap();
         let payloads: Vec<u8> = rec.records.iter().map(|(_, p)| p[0]).collect();
         assert_eq!(payloads, vec![0, 1, 2, 3, 4]);
+        for (pos, p) in &rec.records {
+            assert_eq!(&wal.read(*pos).unwrap(), p, "read back at {pos:?}");
+        }
         assert_eq!(rec.corrupt_segments, 0);
         assert!(wal.active_segment() > ids[4]);
         assert!(wal.has_segments_below(ids[4]).unwrap());
@@ -348,7 +439,7 @@ mod tests {
         assert!(removed >= 1);
         drop(wal);
         let (_, rec) = Wal::open(dir.path(), 64).unwrap();
-        assert!(rec.records.iter().all(|(e, _)| segment_of(*e) >= ids[4]));
+        assert!(rec.records.iter().all(|(e, _)| segment_of(e.id) >= ids[4]));
     }
 
     #[tokio::test]
@@ -409,13 +500,31 @@ mod tests {
         assert_eq!(rec.corrupt_segments, 0);
     }
 
+    /// A full disk is `NoSpace` (backpressure), and the segment is cut back, not corrupted.
+    #[test]
+    fn enospc_is_no_space() {
+        let Ok(file) = OpenOptions::new().write(true).open("/dev/full") else {
+            eprintln!("skipped: no /dev/full on this system");
+            return;
+        };
+        let mut segment = Segment {
+            id: 1,
+            file,
+            len: 0,
+            records: 0,
+        };
+        let err = WalError::from(segment.commit(&[0u8; 4096]).unwrap_err());
+        assert!(matches!(err, WalError::NoSpace(_)), "{err:?}");
+        assert_eq!(segment.len, 0);
+    }
+
     #[tokio::test]
     async fn a_garbage_segment_is_set_aside_whole() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(segment_path(dir.path(), 3), b"garbage garbage").unwrap();
         let (wal, rec) = Wal::open(dir.path(), 1 << 30).unwrap();
         assert_eq!(rec.corrupt_segments, 1);
-        assert_eq!(wal.active_segment(), 4);
+        assert!(wal.active_segment() > 3);
         assert!(!segment_path(dir.path(), 3).exists());
     }
 }

@@ -15,7 +15,7 @@ use std::io;
 pub const MAGIC: &[u8; 6] = b"STRWAL";
 pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 8;
-const RECORD_HEADER_LEN: usize = 8;
+pub const RECORD_HEADER_LEN: usize = 8;
 /// A record larger than this is corruption, not data (a batch is far smaller).
 pub const MAX_RECORD: usize = 1 << 30;
 
@@ -36,8 +36,8 @@ pub fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
 /// What a segment held.
 #[derive(Debug)]
 pub struct Decoded<'a> {
-    /// Valid records, in order.
-    pub records: Vec<&'a [u8]>,
+    /// Valid records with the offset of their frame, in order.
+    pub records: Vec<(usize, &'a [u8])>,
     /// Length of the valid prefix (header plus valid records).
     pub valid_len: usize,
 }
@@ -77,7 +77,7 @@ pub fn decode_segment(bytes: &[u8]) -> io::Result<Decoded<'_>> {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        records.push(payload);
+        records.push((pos, payload));
         pos = start + len;
     }
     Ok(Decoded {
@@ -107,7 +107,7 @@ mod tests {
             let d = decode_segment(&bytes).unwrap();
             prop_assert_eq!(d.valid_len, bytes.len());
             prop_assert_eq!(d.records.len(), payloads.len());
-            for (a, b) in d.records.iter().zip(&payloads) {
+            for ((_, a), b) in d.records.iter().zip(&payloads) {
                 prop_assert_eq!(*a, b.as_slice());
             }
         }
@@ -139,7 +139,7 @@ mod tests {
             bytes[at] ^= 0x5a;
             let d = decode_segment(&bytes).unwrap();
             prop_assert!(d.valid_len <= at);
-            for (a, b) in d.records.iter().zip(&payloads) {
+            for ((_, a), b) in d.records.iter().zip(&payloads) {
                 prop_assert_eq!(*a, b.as_slice());
             }
         }

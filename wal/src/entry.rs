@@ -50,6 +50,16 @@ pub fn encode(envelope: &Envelope, batches: &[RecordBatch]) -> Result<Vec<u8>, E
     Ok(out)
 }
 
+/// Decodes only the envelope of an entry written by [`encode`] (no Arrow data).
+pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, EntryError> {
+    if bytes.len() < 4 {
+        return Err(EntryError::Short);
+    }
+    let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let env_bytes = bytes.get(4..4 + len).ok_or(EntryError::Short)?;
+    Envelope::decode_bytes(env_bytes).map_err(|e| EntryError::Envelope(e.to_string()))
+}
+
 /// Decodes an entry written by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<(Envelope, Vec<RecordBatch>), EntryError> {
     if bytes.len() < 4 {
@@ -92,6 +102,7 @@ mod tests {
         let bytes = encode(&env, &[batch.clone(), batch.clone()]).unwrap();
         let (e, b) = decode(&bytes).unwrap();
         assert_eq!(e, env);
+        assert_eq!(decode_envelope(&bytes).unwrap(), env);
         assert_eq!(b, vec![batch.clone(), batch]);
         assert!(decode(&bytes[..3]).is_err());
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
