@@ -174,7 +174,8 @@ fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum::<f64>()
+        + 0.0
 }
 
 fn start_query(dir: &Path, storage: &str) -> (Proc, String) {
@@ -549,4 +550,95 @@ fn a_stalled_collector_turns_into_backpressure_within_the_memory_limit() {
         recovered.as_secs_f64(),
         took.as_secs_f64()
     );
+}
+
+/// A collector that dies for good: its breaker opens and its keys (and its queued batches that
+/// were never sent) go to the next collector on the ring; every span is stored once, and a
+/// trace whose spans ended up on both collectors is still returned whole.
+#[test]
+fn a_dead_collectors_keys_fail_over_to_the_next_on_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage").display().to_string();
+    let mut collectors = [
+        Collector::new(dir.path(), "c0"),
+        Collector::new(dir.path(), "c1"),
+    ];
+    for c in &mut collectors {
+        c.start(dir.path(), &storage);
+    }
+    let flights: Vec<String> = collectors.iter().map(|c| c.flight.clone()).collect();
+    let mut agent = Agent::new(dir.path());
+    agent.start(dir.path(), &flights, &[]);
+    let (_query, q) = start_query(dir.path(), &storage);
+    let mut next = 0u64;
+    for _ in 0..10 {
+        assert_eq!(agent.send(next, 0), 200);
+        next += SPANS_PER_REQUEST;
+    }
+    all_stored_once(&q, next, Duration::from_secs(60));
+    // Every trace so far has 5 spans; c1 dies, and the same traces get 5 more spans each.
+    collectors[1].proc.take().unwrap().kill9();
+    let died = Instant::now();
+    for first in (0..next).step_by(SPANS_PER_REQUEST as usize) {
+        let mut body = request(first, 0);
+        for span in body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array_mut()
+            .unwrap()
+        {
+            let id = u64::from_str_radix(span["spanId"].as_str().unwrap(), 16).unwrap();
+            span["spanId"] = json!(format!("{:016x}", id + 1_000_000));
+        }
+        let (s, _) = post_json(&format!("http://{}/v1/traces", agent.http), &body, &[]);
+        assert_eq!(s, 200);
+    }
+    let took = all_stored_once(&q, 2 * next, Duration::from_secs(60));
+    let m = agent.metrics();
+    let opened = metric(
+        &m,
+        &format!(
+            "strata_agent_breaker_opened_total{{collector=\"{}\"}}",
+            collectors[1].flight
+        ),
+    );
+    assert!(opened >= 1.0, "{m}");
+    // Traces that lived on c1 now have spans on both collectors: returned whole.
+    let files: Vec<String> = walk(Path::new(&storage));
+    assert!(
+        files.iter().any(|f| f.contains("/c1-")),
+        "c1 wrote files before it died"
+    );
+    for t in 1u64..=40 {
+        let (s, body) = get(&format!("{q}/api/traces/{t:032x}"));
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body.matches("\"spanId\"").count(), 10, "trace {t:x} whole");
+    }
+    let moved = |reason: &str| {
+        metric(
+            &m,
+            &format!("strata_agent_rerouted_batches_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    eprintln!(
+        "failover (one of two collectors dead): sent {} spans, stored {} once, refused 0; \
+         batches moved: {} never sent, {} sent without answer; everything stored {:.1} s \
+         after the collector died",
+        2 * next,
+        2 * next,
+        moved("failover"),
+        moved("abandoned"),
+        (died.elapsed().min(took + Duration::from_secs(60))).as_secs_f64()
+    );
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
 }

@@ -554,6 +554,9 @@ impl Buffer {
                 .filter(|(id, (_, live))| **id < active && *live == 0)
                 .map(|(id, _)| *id)
                 .collect();
+            if empty.is_empty() {
+                return;
+            }
             let routes: Vec<(u64, Arc<str>)> = state
                 .entries
                 .values()
@@ -562,9 +565,6 @@ impl Buffer {
                 .collect();
             (empty, routes)
         };
-        if empty.is_empty() {
-            return;
-        }
         for (id, target) in routes {
             match wal.append_at(record::encode_route(id, &target)).await {
                 Ok(pos) => {

@@ -7,9 +7,12 @@
 //! of entries, each under its own sequence.
 //!
 //! A failed `DoPut` marks its entries as attempted (they stay here: the collector may have
-//! stored them) and is retried with exponential backoff and jitter. The [`Breaker`] opens after
-//! repeated failures; then the entries never attempted move to the next collector on the ring,
-//! and so do entries that arrive while it is open.
+//! stored them), unless the connection was refused (nothing was sent), and is retried with
+//! exponential backoff and jitter. The [`Breaker`] opens after repeated failures; then the
+//! entries never attempted move to the next collector on the ring, and so do entries that
+//! arrive while it is open. A collector that stays down for `breaker_max_open` loses the
+//! attempted entries too (counted as `abandoned`: a duplicate is possible only if it had
+//! stored them and comes back with its files).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, info, warn};
 
-use super::breaker::Breaker;
+use super::breaker::{Breaker, State};
 use super::{LaneMsg, Shipper, flight};
 use crate::buffer::Entry;
 
@@ -76,6 +79,8 @@ pub(super) struct Lane {
     client: Option<FlightClient>,
     retry_at: Instant,
     backoff: Duration,
+    /// Since when the breaker has not been closed.
+    open_since: Option<Instant>,
 }
 
 impl Lane {
@@ -96,6 +101,7 @@ impl Lane {
             client: None,
             retry_at: Instant::now(),
             backoff: FIRST_BACKOFF,
+            open_since: None,
         }
     }
 
@@ -192,11 +198,26 @@ impl Lane {
         let cfg = self.shipper.0.config.clone();
         loop {
             let now = Instant::now();
+            if self
+                .open_since
+                .is_some_and(|t| now.duration_since(t) >= cfg.breaker_max_open)
+            {
+                // Down for a whole maximal open period: even batches it may have stored move
+                // on (a duplicate is better than a batch stranded with a collector that is
+                // gone). Counted as `abandoned`.
+                self.fail_over(true);
+                self.open_since = Some(now);
+            }
             if now < self.retry_at || !self.breaker.allow(now) {
                 return false;
             }
             let keys: Vec<Key> = self.queues.keys().cloned().collect();
-            if keys.is_empty() {
+            if self.queues.values().all(|q| q.entries.is_empty()) {
+                // Nothing to ship, so nothing to probe with: a half-open breaker asks the
+                // collector directly, or it would stay half-open (and avoided) for good.
+                if self.breaker.state() == State::HalfOpen {
+                    return self.probe().await;
+                }
                 return true;
             }
             let due = (0..keys.len())
@@ -288,6 +309,7 @@ impl Lane {
                 debug!(collector = %self.addr, rows, batches = ids.len(), "shipped");
                 let was_unhealthy = self.breaker.is_unhealthy();
                 self.breaker.success();
+                self.open_since = None;
                 self.backoff = FIRST_BACKOFF;
                 if was_unhealthy {
                     info!(collector = %self.addr, "collector recovered; circuit breaker closed");
@@ -298,9 +320,11 @@ impl Lane {
             Err(e) => {
                 labels.push(("outcome", "error".into()));
                 metrics.shipped_batches.get_or_create(&labels).inc();
+                // A refused connection means nothing was sent: those batches may move freely.
+                let delivered_maybe = !connection_refused(&e);
                 let queue = self.queues.entry(key.clone()).or_default();
                 for mut q in sent.into_iter().rev() {
-                    q.attempted = true;
+                    q.attempted |= delivered_maybe;
                     queue.rows += q.entry.rows;
                     queue.bytes += q.entry.bytes;
                     queue.entries.push_front(q);
@@ -319,25 +343,55 @@ impl Lane {
                 if opened {
                     warn!(collector = %self.addr, "circuit breaker open; its keys go to the next collector");
                     metrics.breaker_opened.get_or_create(&self.labels()).inc();
+                    self.open_since.get_or_insert(now);
                     self.publish_state();
-                    self.fail_over();
+                    self.fail_over(false);
                 }
                 false
             }
         }
     }
 
-    /// Moves every entry never sent to the next healthy collector on the ring.
-    fn fail_over(&mut self) {
+    /// Probes a collector with no batch at hand: any gRPC answer (a collector answers
+    /// `ListActions` with `UNIMPLEMENTED`) shows it is up and serving.
+    async fn probe(&mut self) -> bool {
+        let limit = self.shipper.0.config.ship_timeout;
+        let answer = match self.client() {
+            Ok(client) => match timeout(limit, client.list_actions()).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(FlightError::Tonic(status))) => status.code() == tonic::Code::Unimplemented,
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        let now = Instant::now();
+        if answer {
+            info!(collector = %self.addr, "collector answers again; circuit breaker closed");
+            self.breaker.success();
+            self.open_since = None;
+            self.backoff = FIRST_BACKOFF;
+        } else {
+            self.breaker.failure(now, jitter_fraction());
+            self.retry_at = self.breaker.retry_at(now);
+            self.client = None;
+        }
+        self.publish_state();
+        answer
+    }
+
+    /// Moves every entry never sent (with `all`, every entry) to the next healthy collector
+    /// on the ring.
+    fn fail_over(&mut self, all: bool) {
         for queue in self.queues.values_mut() {
             let mut keep = Queue::default();
             while let Some(q) = queue.pop_front() {
-                if q.attempted {
+                if q.attempted && !all {
                     keep.push_back(q);
                     continue;
                 }
+                let reason = if q.attempted { "abandoned" } else { "failover" };
                 match self.shipper.failover_target(&self.addr, &q.entry) {
-                    Some(next) => self.shipper.reroute(q.entry, next, "failover"),
+                    Some(next) => self.shipper.reroute(q.entry, next, reason),
                     None => keep.push_back(q),
                 }
             }
@@ -369,6 +423,23 @@ impl Lane {
             .as_mut()
             .ok_or_else(|| FlightError::ProtocolError("no client".into()))
     }
+}
+
+/// Whether `e` is a refused TCP connection: the request never left the agent.
+fn connection_refused(e: &FlightError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = match e {
+        FlightError::Tonic(status) => Some(status.as_ref()),
+        other => Some(other),
+    };
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// A number in [0, 1) from the clock, so retrying lanes do not move in lockstep.
