@@ -5,6 +5,11 @@
 //! with jitter so that agents do not probe in lockstep), and the shipper routes new keys of
 //! that collector to the next member of the ring. When the period is over it is half-open: the
 //! next batch is a probe; success closes it, failure opens it again for longer.
+//!
+//! Written here rather than taken from a crate (such as `failsafe`): those wrap calls in a
+//! policy object, while a lane needs the state itself (to re-route keys the moment it opens,
+//! to know when to probe without a batch at hand, and to export it as a gauge), and the whole
+//! machine is a few dozen lines with tests.
 
 use std::time::Duration;
 
