@@ -126,6 +126,15 @@ pub struct Buffer {
     deleting: tokio::sync::Mutex<()>,
 }
 
+/// Why a live entry was not loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// No memory to hold it right now (only when not waiting).
+    Busy,
+    /// It cannot be read back (corrupt on disk).
+    Unreadable(String),
+}
+
 /// A batch loaded for shipping, with the memory it holds while in flight.
 pub struct Loaded {
     pub batch: RecordBatch,
@@ -425,9 +434,11 @@ impl Buffer {
         err
     }
 
-    /// The batch of a live entry: its in-memory copy, else read back from disk (waiting for
-    /// memory to hold it while it is shipped). `None` when the entry is gone.
-    pub async fn load(&self, id: u64) -> Option<Result<Loaded, String>> {
+    /// The batch of a live entry: its in-memory copy, else read back from disk with memory
+    /// held for it while it is shipped. With `wait`, waits for that memory; without, answers
+    /// `Busy` when there is none (a caller already holding loaded batches must not wait for
+    /// memory it holds itself). `None` when the entry is gone.
+    pub async fn load(&self, id: u64, wait: bool) -> Option<Result<Loaded, LoadError>> {
         let (cached, position, bytes) = {
             let state = self.lock();
             let meta = state.entries.get(&id)?;
@@ -444,11 +455,20 @@ impl Buffer {
             }));
         }
         let (Some(wal), Some(position)) = (self.wal.clone(), position) else {
-            return Some(Err("entry has neither a copy in memory nor on disk".into()));
+            return Some(Err(LoadError::Unreadable(
+                "entry has neither a copy in memory nor on disk".into(),
+            )));
         };
         // Decoded Arrow data is a few times its LZ4 size; hold memory for it while shipping.
         let kib = ((bytes * 4) / 1024 + 1).min(self.memory_kib as usize / 2) as u32;
-        let permit = self.memory.clone().acquire_many_owned(kib).await.ok();
+        let permit = if wait {
+            self.memory.clone().acquire_many_owned(kib).await.ok()
+        } else {
+            match self.memory.clone().try_acquire_many_owned(kib) {
+                Ok(p) => Some(p),
+                Err(_) => return Some(Err(LoadError::Busy)),
+            }
+        };
         let read = tokio::task::spawn_blocking(move || {
             let bytes = wal.read(position).map_err(|e| e.to_string())?;
             match record::decode(&bytes).map_err(|e| e.to_string())? {
@@ -460,7 +480,10 @@ impl Buffer {
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
-        Some(read.map(|batch| Loaded { batch, permit }))
+        Some(
+            read.map(|batch| Loaded { batch, permit })
+                .map_err(LoadError::Unreadable),
+        )
     }
 
     /// A live entry that cannot be read back (corrupt on disk): counted as lost and removed.

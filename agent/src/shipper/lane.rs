@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::breaker::{Breaker, State};
 use super::{LaneMsg, Shipper, flight};
-use crate::buffer::Entry;
+use crate::buffer::{Entry, LoadError};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -265,10 +265,23 @@ impl Lane {
         let mut batches = Vec::with_capacity(taken.len());
         let mut held = Vec::with_capacity(taken.len());
         let mut sent = Vec::with_capacity(taken.len());
-        for q in taken {
-            match buffer.load(q.entry.id).await {
+        let mut taken = VecDeque::from(taken);
+        while let Some(q) = taken.pop_front() {
+            // Only the first load may wait for memory: later ones would wait for what the
+            // loaded batches hold. What does not fit goes back and ships next time.
+            match buffer.load(q.entry.id, sent.is_empty()).await {
                 None => {} // acknowledged already
-                Some(Err(e)) => buffer.lose(q.entry.id, &e),
+                Some(Err(LoadError::Unreadable(e))) => buffer.lose(q.entry.id, &e),
+                Some(Err(LoadError::Busy)) => {
+                    let queue = self.queues.entry(key.clone()).or_default();
+                    for q in std::iter::once(q).chain(taken).rev() {
+                        queue.rows += q.entry.rows;
+                        queue.bytes += q.entry.bytes;
+                        queue.entries.push_front(q);
+                    }
+                    queue.since.get_or_insert_with(Instant::now);
+                    break;
+                }
                 Some(Ok(loaded)) => {
                     batches.push((q.entry.id, loaded.batch));
                     held.push(loaded.permit);
