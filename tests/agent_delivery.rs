@@ -50,60 +50,6 @@ fn request(first: u64, pad: usize) -> Value {
                               "scopeSpans": [{"spans": spans}]}]})
 }
 
-struct Collector {
-    id: String,
-    flight: String,
-    http: String,
-    data: PathBuf,
-    proc: Option<Proc>,
-    starts: usize,
-}
-
-impl Collector {
-    fn new(dir: &Path, id: &str) -> Self {
-        Collector {
-            id: id.to_string(),
-            flight: format!("127.0.0.1:{}", free_port()),
-            http: format!("127.0.0.1:{}", free_port()),
-            data: dir.join(id),
-            proc: None,
-            starts: 0,
-        }
-    }
-
-    fn start(&mut self, dir: &Path, storage: &str) {
-        self.starts += 1;
-        let mut p = strata(
-            &format!("{}-{}", self.id, self.starts),
-            dir,
-            &[
-                "collector",
-                "--id",
-                &self.id,
-                "--data-dir",
-                self.data.to_str().unwrap(),
-                "--storage",
-                storage,
-                "--flight",
-                &self.flight,
-                "--http",
-                &self.http,
-            ],
-            &[("STRATA_COLLECTOR__FLUSH_MAX_AGE_MS", "300")],
-        );
-        wait_ready(
-            &format!("http://{}/ready", self.http),
-            Duration::from_secs(30),
-            &mut p,
-        );
-        self.proc = Some(p);
-    }
-
-    fn metrics(&self) -> String {
-        get(&format!("http://{}/metrics", self.http)).1
-    }
-}
-
 struct Agent {
     http: String,
     grpc: String,
@@ -224,22 +170,45 @@ fn newest_segment(dir: &Path) -> PathBuf {
         .expect("a buffer segment with data")
 }
 
+/// Two collectors, an agent shipping to both, and the query service, all started.
+struct Cluster {
+    storage: String,
+    collectors: [Collector; 2],
+    flights: Vec<String>,
+    agent: Agent,
+    query: (Proc, String),
+}
+
+fn two_collectors(dir: &Path) -> Cluster {
+    let storage = dir.join("storage").display().to_string();
+    let mut collectors = [Collector::new(dir, "c0"), Collector::new(dir, "c1")];
+    for c in &mut collectors {
+        c.start(dir, &storage);
+    }
+    let flights: Vec<String> = collectors.iter().map(|c| c.flight.clone()).collect();
+    let mut agent = Agent::new(dir);
+    agent.start(dir, &flights, &[]);
+    let query = start_query(dir, &storage);
+    Cluster {
+        storage,
+        collectors,
+        flights,
+        agent,
+        query,
+    }
+}
+
 /// Scenarios 2, 3 and the agent half of 5.
 #[test]
 fn agent_buffers_on_disk_through_outage_crash_and_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("storage").display().to_string();
-    let mut collectors = [
-        Collector::new(dir.path(), "c0"),
-        Collector::new(dir.path(), "c1"),
-    ];
-    for c in &mut collectors {
-        c.start(dir.path(), &storage);
-    }
-    let flights: Vec<String> = collectors.iter().map(|c| c.flight.clone()).collect();
-    let mut agent = Agent::new(dir.path());
-    agent.start(dir.path(), &flights, &[]);
-    let (_query, q) = start_query(dir.path(), &storage);
+    let Cluster {
+        storage,
+        mut collectors,
+        flights,
+        mut agent,
+        query: (_query, q),
+    } = two_collectors(dir.path());
 
     let mut next = 0u64;
     for _ in 0..20 {
@@ -251,7 +220,7 @@ fn agent_buffers_on_disk_through_outage_crash_and_corruption() {
     // Scenario 2 + 3: every collector down; the agent keeps acknowledging into its disk
     // buffer; then the agent itself is killed with data in the buffer.
     for c in &mut collectors {
-        c.proc.take().unwrap().kill9();
+        c.kill9();
     }
     let outage_from = next;
     for _ in 0..60 {
@@ -290,7 +259,7 @@ fn agent_buffers_on_disk_through_outage_crash_and_corruption() {
 
     // Scenario 5, agent side: garbage after the last record of the newest segment.
     for c in &mut collectors {
-        c.proc.take().unwrap().kill9();
+        c.kill9();
     }
     for _ in 0..10 {
         assert_eq!(agent.send(next, 0), 200);
@@ -558,18 +527,13 @@ fn a_stalled_collector_turns_into_backpressure_within_the_memory_limit() {
 #[test]
 fn a_dead_collectors_keys_fail_over_to_the_next_on_the_ring() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("storage").display().to_string();
-    let mut collectors = [
-        Collector::new(dir.path(), "c0"),
-        Collector::new(dir.path(), "c1"),
-    ];
-    for c in &mut collectors {
-        c.start(dir.path(), &storage);
-    }
-    let flights: Vec<String> = collectors.iter().map(|c| c.flight.clone()).collect();
-    let mut agent = Agent::new(dir.path());
-    agent.start(dir.path(), &flights, &[]);
-    let (_query, q) = start_query(dir.path(), &storage);
+    let Cluster {
+        storage,
+        mut collectors,
+        flights: _,
+        agent,
+        query: (_query, q),
+    } = two_collectors(dir.path());
     let mut next = 0u64;
     for _ in 0..10 {
         assert_eq!(agent.send(next, 0), 200);
@@ -577,7 +541,7 @@ fn a_dead_collectors_keys_fail_over_to_the_next_on_the_ring() {
     }
     all_stored_once(&q, next, Duration::from_secs(60));
     // Every trace so far has 5 spans; c1 dies, and the same traces get 5 more spans each.
-    collectors[1].proc.take().unwrap().kill9();
+    collectors[1].kill9();
     let died = Instant::now();
     for first in (0..next).step_by(SPANS_PER_REQUEST as usize) {
         let mut body = request(first, 0);

@@ -13,50 +13,6 @@ use serde_json::{Value, json};
 
 const SPANS_PER_REQUEST: u64 = 50;
 
-struct Collector {
-    id: String,
-    flight: String,
-    http: String,
-    data: std::path::PathBuf,
-    proc: Option<Proc>,
-}
-
-impl Collector {
-    fn start(&mut self, dir: &std::path::Path, storage: &str, n: &mut usize) {
-        *n += 1;
-        let mut p = strata(
-            &format!("{}-{n}", self.id),
-            dir,
-            &[
-                "collector",
-                "--id",
-                &self.id,
-                "--data-dir",
-                self.data.to_str().unwrap(),
-                "--storage",
-                storage,
-                "--flight",
-                &self.flight,
-                "--http",
-                &self.http,
-            ],
-            &[("STRATA_COLLECTOR__FLUSH_MAX_AGE_MS", "400")],
-        );
-        wait_ready(
-            &format!("http://{}/ready", self.http),
-            Duration::from_secs(30),
-            &mut p,
-        );
-        self.proc = Some(p);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill9();
-        }
-    }
-}
-
 fn request(first: u64) -> Value {
     let spans: Vec<Value> = (first..first + SPANS_PER_REQUEST)
         .map(|i| {
@@ -77,18 +33,11 @@ fn request(first: u64) -> Value {
 fn spans_are_stored_exactly_once_through_collector_kills() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage").display().to_string();
-    let mut started = 0;
     let mut collectors: Vec<Collector> = (0..3)
-        .map(|i| Collector {
-            id: format!("c{i}"),
-            flight: format!("127.0.0.1:{}", free_port()),
-            http: format!("127.0.0.1:{}", free_port()),
-            data: dir.path().join(format!("c{i}")),
-            proc: None,
-        })
+        .map(|i| Collector::new(dir.path(), &format!("c{i}")))
         .collect();
     for c in &mut collectors {
-        c.start(dir.path(), &storage, &mut started);
+        c.start(dir.path(), &storage);
     }
     let (grpc, http) = (free_port(), free_port());
     let flights: Vec<String> = collectors.iter().map(|c| c.flight.clone()).collect();
@@ -153,7 +102,7 @@ fn spans_are_stored_exactly_once_through_collector_kills() {
         c.kill9();
         kills += 1;
         std::thread::sleep(Duration::from_millis(200));
-        c.start(dir.path(), &storage, &mut started);
+        c.start(dir.path(), &storage);
     }
     let refused = sender.join().unwrap();
     eprintln!("sent {total} spans, {kills} collector kills, {refused} refused requests retried");
@@ -206,7 +155,7 @@ fn spans_are_stored_exactly_once_through_collector_kills() {
     let mut bytes = std::fs::read(&newest).unwrap();
     bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
     std::fs::write(&newest, bytes).unwrap();
-    c.start(dir.path(), &storage, &mut started);
+    c.start(dir.path(), &storage);
     let (_, metrics) = get(&format!("http://{}/metrics", c.http));
     assert!(
         metrics.contains("strata_collector_recovery_errors_total{what=\"wal\"} 1"),

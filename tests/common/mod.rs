@@ -228,3 +228,66 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
+
+/// A collector process on loopback ports, restartable on the same addresses and data
+/// directory (flush age 300 ms).
+pub struct Collector {
+    pub id: String,
+    pub flight: String,
+    pub http: String,
+    pub data: PathBuf,
+    pub proc: Option<Proc>,
+    pub starts: usize,
+}
+
+impl Collector {
+    pub fn new(dir: &Path, id: &str) -> Self {
+        Collector {
+            id: id.to_string(),
+            flight: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
+            data: dir.join(id),
+            proc: None,
+            starts: 0,
+        }
+    }
+
+    pub fn start(&mut self, dir: &Path, storage: &str) {
+        self.starts += 1;
+        let mut p = strata(
+            &format!("{}-{}", self.id, self.starts),
+            dir,
+            &[
+                "collector",
+                "--id",
+                &self.id,
+                "--data-dir",
+                self.data.to_str().unwrap(),
+                "--storage",
+                storage,
+                "--flight",
+                &self.flight,
+                "--http",
+                &self.http,
+            ],
+            &[("STRATA_COLLECTOR__FLUSH_MAX_AGE_MS", "300")],
+        );
+        wait_ready(
+            &format!("http://{}/ready", self.http),
+            Duration::from_secs(30),
+            &mut p,
+        );
+        self.proc = Some(p);
+    }
+
+    pub fn metrics(&self) -> String {
+        get(&format!("http://{}/metrics", self.http)).1
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+}

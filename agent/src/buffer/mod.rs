@@ -266,8 +266,8 @@ impl Buffer {
                     .map_err(|e| IngestError::Internal(format!("buffer encode: {e}")))?;
                 encoded.push(bytes);
             }
-            self.admit(&parts, &encoded)?;
-            let sizes: Vec<u64> = encoded.iter().map(|b| b.len() as u64 + 8).collect();
+            let sizes: Vec<u64> = encoded.iter().map(|b| framed_len(b)).collect();
+            self.admit(&parts, &sizes)?;
             let results =
                 futures::future::join_all(encoded.into_iter().map(|b| wal.append_at(b))).await;
             let mut failed = None;
@@ -321,16 +321,12 @@ impl Buffer {
                 bytes,
                 key_hash: p.key_hash,
             };
+            // Reserved in `admit`; the segment's share is booked here. (Memory mode has no
+            // disk limits, so nothing to book.)
             if let Some((pos, size)) = pos {
                 let seg = state.segments.entry(segment_of(pos.id)).or_default();
                 seg.1 += 1;
-                // Reserved in `admit`; the segment's share is booked here.
                 seg.0 += size;
-            } else {
-                *state
-                    .key_bytes
-                    .entry((p.signal, p.tenant.clone()))
-                    .or_default() += bytes as u64;
             }
             state.entries.insert(
                 id,
@@ -349,32 +345,27 @@ impl Buffer {
         Ok(out)
     }
 
-    /// Checks the disk limits for `encoded` and reserves the bytes (released on failure).
-    fn admit(&self, parts: &[NewPart], encoded: &[Vec<u8>]) -> Result<(), IngestError> {
-        let total: u64 = encoded.iter().map(|b| b.len() as u64 + 8).sum();
+    /// Checks the disk limits for records of `sizes` bytes and reserves them (released on
+    /// failure).
+    fn admit(&self, parts: &[NewPart], sizes: &[u64]) -> Result<(), IngestError> {
+        let total: u64 = sizes.iter().sum();
         let share = (self.config.max_bytes as f64 * self.config.key_share) as u64;
         let mut state = self.lock();
         if state.disk_bytes + total > self.config.max_bytes {
-            self.metrics
-                .buffer_refusals
-                .get_or_create(&vec![("reason", "full".into())])
-                .inc();
+            self.count_refusal("full");
             return Err(IngestError::Overloaded(format!(
                 "agent disk buffer is full ({} of {} bytes); retry later",
                 state.disk_bytes, self.config.max_bytes
             )));
         }
         let mut per_key: HashMap<(Signal, Arc<str>), u64> = HashMap::new();
-        for (p, b) in parts.iter().zip(encoded) {
-            *per_key.entry((p.signal, p.tenant.clone())).or_default() += b.len() as u64 + 8;
+        for (p, size) in parts.iter().zip(sizes) {
+            *per_key.entry((p.signal, p.tenant.clone())).or_default() += size;
         }
         for (key, add) in &per_key {
             let held = state.key_bytes.get(key).copied().unwrap_or(0);
             if held + add > share {
-                self.metrics
-                    .buffer_refusals
-                    .get_or_create(&vec![("reason", "share".into())])
-                    .inc();
+                self.count_refusal("share");
                 return Err(IngestError::Overloaded(format!(
                     "agent buffer share of {} for tenant {} is full ({held} bytes); retry later",
                     key.0.as_str(),
@@ -427,11 +418,15 @@ impl Buffer {
                 IngestError::Unavailable("agent is shutting down".into()),
             ),
         };
+        self.count_refusal(kind);
+        err
+    }
+
+    fn count_refusal(&self, reason: &str) {
         self.metrics
             .buffer_refusals
-            .get_or_create(&vec![("reason", kind.into())])
+            .get_or_create(&vec![("reason", reason.to_string())])
             .inc();
-        err
     }
 
     /// The batch of a live entry: its in-memory copy, else read back from disk with memory
@@ -633,6 +628,11 @@ impl Buffer {
     }
 }
 
+/// Bytes a record of `payload` takes in a segment: its frame header and the payload.
+fn framed_len(payload: &[u8]) -> u64 {
+    (strata_wal::format::RECORD_HEADER_LEN + payload.len()) as u64
+}
+
 /// Applies one replayed record to the state.
 fn replay(state: &mut State, pos: Position, payload: &[u8]) -> Result<(), String> {
     match record::decode(payload).map_err(|e| e.to_string())? {
@@ -640,7 +640,7 @@ fn replay(state: &mut State, pos: Position, payload: &[u8]) -> Result<(), String
             let env = strata_wal::entry::decode_envelope(rest).map_err(|e| e.to_string())?;
             let signal = env.signal().map_err(|e| e.to_string())?;
             let tenant: Arc<str> = Arc::from(env.tenant.as_str());
-            let bytes = payload.len() + 8;
+            let bytes = framed_len(payload) as usize;
             *state.key_bytes.entry((signal, tenant.clone())).or_default() += bytes as u64;
             state.segments.entry(segment_of(pos.id)).or_default().1 += 1;
             state.entries.insert(

@@ -55,6 +55,16 @@ impl Queue {
         self.entries.push_back(q);
     }
 
+    /// Puts entries taken from the front back there, in their order.
+    fn return_front(&mut self, taken: impl DoubleEndedIterator<Item = Queued>) {
+        for q in taken.rev() {
+            self.rows += q.entry.rows;
+            self.bytes += q.entry.bytes;
+            self.entries.push_front(q);
+        }
+        self.since.get_or_insert_with(Instant::now);
+    }
+
     fn pop_front(&mut self) -> Option<Queued> {
         let q = self.entries.pop_front()?;
         self.rows -= q.entry.rows;
@@ -273,13 +283,10 @@ impl Lane {
                 None => {} // acknowledged already
                 Some(Err(LoadError::Unreadable(e))) => buffer.lose(q.entry.id, &e),
                 Some(Err(LoadError::Busy)) => {
-                    let queue = self.queues.entry(key.clone()).or_default();
-                    for q in std::iter::once(q).chain(taken).rev() {
-                        queue.rows += q.entry.rows;
-                        queue.bytes += q.entry.bytes;
-                        queue.entries.push_front(q);
-                    }
-                    queue.since.get_or_insert_with(Instant::now);
+                    self.queues
+                        .entry(key.clone())
+                        .or_default()
+                        .return_front(std::iter::once(q).chain(taken));
                     break;
                 }
                 Some(Ok(loaded)) => {
@@ -335,14 +342,13 @@ impl Lane {
                 metrics.shipped_batches.get_or_create(&labels).inc();
                 // A refused connection means nothing was sent: those batches may move freely.
                 let delivered_maybe = !connection_refused(&e);
-                let queue = self.queues.entry(key.clone()).or_default();
-                for mut q in sent.into_iter().rev() {
-                    q.attempted |= delivered_maybe;
-                    queue.rows += q.entry.rows;
-                    queue.bytes += q.entry.bytes;
-                    queue.entries.push_front(q);
-                }
-                queue.since.get_or_insert_with(Instant::now);
+                self.queues
+                    .entry(key.clone())
+                    .or_default()
+                    .return_front(sent.into_iter().map(|mut q| {
+                        q.attempted |= delivered_maybe;
+                        q
+                    }));
                 let now = Instant::now();
                 let opened = self.breaker.failure(now, jitter_fraction());
                 self.retry_at = self

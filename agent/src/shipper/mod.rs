@@ -257,14 +257,10 @@ impl Shipper {
             }
             return;
         }
-        let tx = self.lane(&target);
-        if let Some(tx) = tx
-            && let Err(mpsc::error::SendError(LaneMsg::Entry(entry))) =
-                tx.send(LaneMsg::Entry(entry))
-        {
-            // The lane stopped between the lookup and the send (shutdown): the entry stays in
-            // the buffer for the next start.
-            let _ = entry;
+        // No lane (shutdown) or a lane that just stopped: the entry stays in the buffer and is
+        // shipped after the next start.
+        if let Some(tx) = self.lane(&target) {
+            let _ = tx.send(LaneMsg::Entry(entry));
         }
     }
 
