@@ -1,21 +1,36 @@
 #!/usr/bin/env python3
 """Runs one benchmark case against real Strata processes on loopback and records the figures.
 
-Starts N collectors, one agent and the query service from a release build, runs
-strata-loadgen with the case's arguments, waits until every acknowledged span is queryable,
-then records each Strata process's CPU seconds (utime+stime from /proc) and peak RSS (VmHWM),
-the bytes written to storage, throughput and lookup latency, as JSON (--out) and a markdown
-table on stdout. Uses only the standard library.
+Starts Strata from a release build, either as one `strata standalone` process or as N
+collectors + one agent + the query service, then runs the case's phases one after the other.
+A phase is one strata-loadgen run (traces, logs or metrics, over OTLP/gRPC or OTLP/HTTP). After
+each phase the runner waits until every acknowledged item is queryable (freshness) and records,
+for each Strata process, its CPU seconds (utime + stime from /proc) and peak RSS (VmHWM, reset
+per phase through /proc/PID/clear_refs), the Parquet bytes the phase added to storage, and the
+load generator's throughput and ack latency. Optional extras:
+
+  --profile DIR   perf-record the agent and the first collector during each phase and write
+                  the top symbols next to the raw profiles (needs `perf`);
+  --duckdb        answer the same SQL questions with DuckDB over the same Parquet files and
+                  report Strata / DuckDB per question (installs DuckDB from PyPI into
+                  target/bench-venv unless it can be imported);
+  --keep          keep the working directory (storage, logs) and print its path.
+
+The result is written as JSON (--out) and as a markdown table (stdout, and --markdown FILE),
+with the machine, the date and the command. Everything is bounded: every wait has a deadline and
+the load generator stops by itself.
 
     cargo build --release -p strata -p strata-bench
     python3 benches/run_case.py benches/cases/spans-quick.json --out target/bench/spans-quick.json
 """
 
 import argparse
+import glob
 import json
 import os
 import platform
 import shutil
+import signal as signals
 import socket
 import subprocess
 import sys
@@ -25,6 +40,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
+TABLES = {"traces": "spans", "logs": "logs", "metrics": "metrics"}
+UNITS = {"traces": "span", "logs": "log record", "metrics": "metric point"}
 
 
 def free_port():
@@ -53,22 +70,32 @@ def proc_stats(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks
-    rss = 0
+    out = {"cpu_seconds": cpu, "peak_rss_bytes": 0, "rss_bytes": 0}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
-                rss = int(line.split()[1]) * 1024
-    return {"cpu_seconds": cpu, "peak_rss_bytes": rss}
+                out["peak_rss_bytes"] = int(line.split()[1]) * 1024
+            elif line.startswith("VmRSS:"):
+                out["rss_bytes"] = int(line.split()[1]) * 1024
+    return out
 
 
-def sql(url, query):
+def reset_peak_rss(pid):
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # older kernels: the peak then covers the process's whole life
+
+
+def sql(url, query, timeout=120):
     req = urllib.request.Request(url + "/api/v1/sql", data=json.dumps({"query": query}).encode(),
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.load(r)["rows"]
 
 
-def du(path):
+def parquet_bytes(path):
     total = 0
     for dirpath, _, files in os.walk(path):
         for f in files:
@@ -77,108 +104,406 @@ def du(path):
     return total
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("case")
-    ap.add_argument("--out")
-    args = ap.parse_args()
-    case = json.load(open(args.case))
-    work = tempfile.mkdtemp(prefix="strata-bench-")
-    storage = os.path.join(work, "storage")
-    env = dict(os.environ, RUST_LOG="warn", **case.get("env", {}))
-    procs = {}
-    try:
+def signal_dir(storage, signal):
+    return os.path.join(storage, "tenant=default", f"signal={signal}")
+
+
+class Cluster:
+    """The Strata processes of one case."""
+
+    def __init__(self, case, work, args_strata=None):
+        self.work = work
+        self.storage = os.path.join(work, "storage")
+        self.env = dict(os.environ, RUST_LOG="warn", **case.get("env", {}))
+        self.procs = {}
+        self.mode = case.get("mode", "cluster")
+        self.grpc, self.http = free_port(), free_port()
+        qport = free_port()
+        self.query = f"http://127.0.0.1:{qport}"
+        strata = args_strata or os.path.join(BIN, "strata")
+        if self.mode == "standalone":
+            p = self.start("strata", [strata, "standalone", "--data-dir", os.path.join(work, "standalone"),
+                                      "--storage", self.storage,
+                                      "--otlp-grpc", f"127.0.0.1:{self.grpc}",
+                                      "--otlp-http", f"127.0.0.1:{self.http}",
+                                      "--http", f"127.0.0.1:{qport}",
+                                      "--flight", f"127.0.0.1:{free_port()}",
+                                      "--collector-http", f"127.0.0.1:{free_port()}"])
+            wait_ready(self.query + "/ready", p)
+            wait_ready(f"http://127.0.0.1:{self.http}/ready", p)
+            return
         flights = []
         for i in range(case.get("collectors", 1)):
             flight, http = free_port(), free_port()
-            p = subprocess.Popen([os.path.join(BIN, "strata"), "collector", "--id", f"c{i}",
-                                  "--data-dir", os.path.join(work, f"c{i}"), "--storage", storage,
-                                  "--flight", f"127.0.0.1:{flight}", "--http", f"127.0.0.1:{http}"],
-                                 env=env, stderr=open(os.path.join(work, f"c{i}.log"), "w"))
+            p = self.start(f"collector-{i}", [strata, "collector", "--id", f"c{i}",
+                                              "--data-dir", os.path.join(work, f"c{i}"), "--storage", self.storage,
+                                              "--flight", f"127.0.0.1:{flight}", "--http", f"127.0.0.1:{http}"])
             wait_ready(f"http://127.0.0.1:{http}/ready", p)
-            procs[f"collector-{i}"] = p
             flights.append(f"127.0.0.1:{flight}")
-        grpc, http = free_port(), free_port()
-        agent = subprocess.Popen([os.path.join(BIN, "strata"), "agent", "--data-dir", os.path.join(work, "agent"),
-                                  "--otlp-grpc", f"127.0.0.1:{grpc}", "--otlp-http", f"127.0.0.1:{http}",
-                                  "--collectors", ",".join(flights)],
-                                 env=env, stderr=open(os.path.join(work, "agent.log"), "w"))
-        wait_ready(f"http://127.0.0.1:{http}/ready", agent)
-        procs["agent"] = agent
-        qport = free_port()
-        query = subprocess.Popen([os.path.join(BIN, "strata"), "query", "--storage", storage,
-                                  "--http", f"127.0.0.1:{qport}"],
-                                 env=env, stderr=open(os.path.join(work, "query.log"), "w"))
-        qurl = f"http://127.0.0.1:{qport}"
-        wait_ready(qurl + "/ready", query)
-        procs["query"] = query
-        idle = {name: proc_stats(p.pid) for name, p in procs.items()}
+        p = self.start("agent", [strata, "agent", "--data-dir", os.path.join(work, "agent"),
+                                 "--otlp-grpc", f"127.0.0.1:{self.grpc}", "--otlp-http", f"127.0.0.1:{self.http}",
+                                 "--collectors", ",".join(flights)])
+        wait_ready(f"http://127.0.0.1:{self.http}/ready", p)
+        p = self.start("query", [strata, "query", "--storage", self.storage, "--http", f"127.0.0.1:{qport}"])
+        wait_ready(self.query + "/ready", p)
 
-        # Ingest, then wait until everything acknowledged is queryable (freshness).
-        ids_file = os.path.join(work, "trace-ids")
-        out = subprocess.run([os.path.join(BIN, "strata-loadgen"), "--endpoint", f"http://127.0.0.1:{grpc}",
-                              "--write-ids", ids_file] + case["loadgen"],
-                             check=True, capture_output=True, text=True)
-        load = json.loads(out.stdout)
-        acked_at = time.time()
-        deadline = acked_at + 120
-        while time.time() < deadline:
-            n = sql(qurl, "SELECT count(*) FROM spans")[0][0]
-            if n >= load["acked_spans"]:
-                break
-            time.sleep(0.2)
-        visible_after = time.time() - acked_at
-        stats = {name: proc_stats(p.pid) for name, p in procs.items()}
-        stored = du(storage)
-        spans = load["acked_spans"]
-        lookup = None
-        if case.get("lookups"):
-            out = subprocess.run([os.path.join(BIN, "strata-loadgen"), "--lookup-ids", ids_file, "--query", qurl,
-                                  "--lookups", str(case["lookups"])], check=True, capture_output=True, text=True)
-            lookup = json.loads(out.stdout)
-        collector_cpu = sum(v["cpu_seconds"] - idle[k]["cpu_seconds"] for k, v in stats.items() if k.startswith("collector"))
-        agent_cpu = stats["agent"]["cpu_seconds"] - idle["agent"]["cpu_seconds"]
-        result = {
-            "case": os.path.basename(args.case),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-            "command": "python3 benches/run_case.py " + os.path.relpath(args.case, ROOT),
-            "load": load,
-            "processes": stats,
-            "agent_idle_rss_bytes": idle["agent"]["peak_rss_bytes"],
-            "storage_bytes": stored,
-            "bytes_per_span": stored / spans if spans else None,
-            "agent_cpu_us_per_span": agent_cpu / spans * 1e6 if spans else None,
-            "collector_cpu_us_per_span": collector_cpu / spans * 1e6 if spans else None,
-            "agent_cpu_s_per_million_spans": agent_cpu / spans * 1e6 if spans else None,
-            "collector_cpu_s_per_million_spans": collector_cpu / spans * 1e6 if spans else None,
-            "seconds_until_queryable": visible_after,
-            "lookup": lookup,
-        }
-        if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            json.dump(result, open(args.out, "w"), indent=2)
-        print(f"| figure | value |\n|---|---|")
-        print(f"| machine | {result['machine']} |")
-        print(f"| spans acked / sent | {load['acked_spans']} / {load['sent_spans']} (refused {load['refused_spans']}) |")
-        print(f"| spans/s end-to-end (load generator on the same 2 cores) | {load['spans_per_second']:.0f} |")
-        print(f"| ack latency p50 / p99 | {load['ack_latency_ms_p50']:.2f} ms / {load['ack_latency_ms_p99']:.2f} ms |")
-        print(f"| agent CPU s per million spans | {result['agent_cpu_s_per_million_spans']:.2f} |")
-        print(f"| collector CPU s per million spans | {result['collector_cpu_s_per_million_spans']:.2f} |")
-        print(f"| bytes per span on disk | {result['bytes_per_span']:.1f} |")
-        print(f"| peak RSS agent / collector | {stats['agent']['peak_rss_bytes'] / 2**20:.0f} MiB / {stats['collector-0']['peak_rss_bytes'] / 2**20:.0f} MiB |")
-        print(f"| seconds from last ack to all queryable | {visible_after:.1f} |")
-        if lookup:
-            print(f"| trace lookup p50 / p99 ({lookup['lookups']} lookups, {lookup['found']} found) | {lookup['p50_ms']:.1f} ms / {lookup['p99_ms']:.1f} ms |")
-    finally:
-        for p in procs.values():
+    def start(self, name, argv):
+        log = open(os.path.join(self.work, f"{name}.log"), "w")
+        p = subprocess.Popen(argv, env=self.env, stderr=log, stdout=log)
+        self.procs[name] = p
+        return p
+
+    def stats(self):
+        return {name: proc_stats(p.pid) for name, p in self.procs.items()}
+
+    def agent_side(self):
+        """Process names whose CPU is the agent's (standalone: the one process)."""
+        return ["strata"] if self.mode == "standalone" else ["agent"]
+
+    def collector_side(self):
+        return [] if self.mode == "standalone" else [n for n in self.procs if n.startswith("collector")]
+
+    def stop(self):
+        for p in self.procs.values():
             p.terminate()
-        for p in procs.values():
+        for p in self.procs.values():
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+
+
+def start_profiles(cluster, out_dir, phase):
+    if not shutil.which("perf"):
+        print("perf not found: no profiles", file=sys.stderr)
+        return []
+    os.makedirs(out_dir, exist_ok=True)
+    names = cluster.agent_side() + cluster.collector_side()[:1]
+    recorders = []
+    for name in names:
+        data = os.path.join(out_dir, f"{phase}-{name}.perf.data")
+        rec = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(cluster.procs[name].pid), "-o", data],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        recorders.append((name, data, rec))
+    return recorders
+
+
+def stop_profiles(recorders, out_dir, phase):
+    tops = {}
+    for name, data, rec in recorders:
+        rec.send_signal(signals.SIGINT)
+        try:
+            rec.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            rec.kill()
+            continue
+        report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol", "-g", "none",
+                                 "--stdio"], capture_output=True, text=True, timeout=300).stdout
+        lines = [" ".join(l.split()[:1] + l.split()[2:])[:160] for l in report.splitlines()
+                 if l.strip() and not l.startswith("#")][:40]
+        path = os.path.join(out_dir, f"{phase}-{name}.top.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        tops[name] = lines[:15]
+    return tops
+
+
+def expand_globs(argv):
+    """Expands loadgen arguments holding `*` (paths relative to the project), repeating the
+    option before them for every match; None when a pattern matches nothing."""
+    out = []
+    for i, a in enumerate(argv):
+        if "*" not in a:
+            out.append(a)
+            continue
+        matches = sorted(glob.glob(os.path.join(ROOT, a)))
+        if not matches:
+            return None
+        out.pop()
+        for m in matches:
+            out += [argv[i - 1], m]
+    return out
+
+
+def run_phase(cluster, phase, args, ids_file):
+    signal = phase.get("signal", "traces")
+    loadgen = expand_globs(phase["loadgen"])
+    if loadgen is None:
+        print(f"phase {phase['name']} skipped: its input files are not there", file=sys.stderr)
+        return None
+    table = TABLES[signal]
+    http = "--protocol" in phase["loadgen"] and phase["loadgen"][phase["loadgen"].index("--protocol") + 1] == "http"
+    endpoint = f"http://127.0.0.1:{cluster.http if http else cluster.grpc}"
+    rows_before = sql(cluster.query, f"SELECT count(*) FROM {table}")[0][0]
+    bytes_before = parquet_bytes(signal_dir(cluster.storage, signal))
+    for p in cluster.procs.values():
+        reset_peak_rss(p.pid)
+    before = cluster.stats()
+    recorders = start_profiles(cluster, args.profile, phase["name"]) if args.profile else []
+    cmd = [os.path.join(BIN, "strata-loadgen"), "--signal", signal, "--endpoint", endpoint]
+    if signal == "traces":
+        cmd += ["--write-ids", ids_file]
+    out = subprocess.run(cmd + loadgen, check=True, capture_output=True, text=True, timeout=3600)
+    load = json.loads(out.stdout)
+    acked_at = time.time()
+    deadline = acked_at + 300
+    rows = rows_before
+    while time.time() < deadline:
+        rows = sql(cluster.query, f"SELECT count(*) FROM {table}")[0][0]
+        if rows - rows_before >= load["acked"]:
+            break
+        time.sleep(0.2)
+    visible_after = time.time() - acked_at
+    tops = stop_profiles(recorders, args.profile, phase["name"]) if recorders else None
+    after = cluster.stats()
+    stored = parquet_bytes(signal_dir(cluster.storage, signal)) - bytes_before
+    n = load["acked"] or 1
+
+    def cpu(names):
+        return sum(after[k]["cpu_seconds"] - before[k]["cpu_seconds"] for k in names)
+
+    result = {
+        "name": phase["name"], "signal": signal, "unit": UNITS[signal], "load": load,
+        "stored_rows": rows - rows_before, "all_visible": rows - rows_before >= load["acked"],
+        "seconds_until_queryable": visible_after,
+        "storage_bytes": stored, "bytes_per_item": stored / n,
+        "agent_cpu_us_per_item": cpu(cluster.agent_side()) / n * 1e6,
+        "collector_cpu_us_per_item": cpu(cluster.collector_side()) / n * 1e6,
+        "peak_rss_bytes": {k: v["peak_rss_bytes"] for k, v in after.items()},
+        "cpu_seconds": {k: after[k]["cpu_seconds"] - before[k]["cpu_seconds"] for k in after},
+    }
+    if load.get("acked_raw_bytes"):
+        result["raw_bytes"] = load["acked_raw_bytes"]
+        result["compression_ratio"] = load["acked_raw_bytes"] / stored if stored else None
+    if tops:
+        result["profile_top"] = tops
+    if phase.get("lookups") and signal == "traces":
+        out = subprocess.run([os.path.join(BIN, "strata-loadgen"), "--lookup-ids", ids_file, "--query", cluster.query,
+                              "--lookups", str(phase["lookups"])], check=True, capture_output=True, text=True,
+                             timeout=600)
+        result["lookup"] = json.loads(out.stdout)
+        result["lookup"]["stored_spans"] = rows
+    return result
+
+
+# The same questions for Strata's SQL endpoint (DataFusion) and DuckDB; only the spelling of
+# the percentile function differs.
+QUESTIONS = [
+    ("count by service",
+     "SELECT service_name, count(*) AS n FROM spans GROUP BY service_name ORDER BY n DESC",
+     None),
+    ("p99 duration by operation",
+     "SELECT name, approx_percentile_cont(duration_nanos, 0.99) AS p99 FROM spans GROUP BY name ORDER BY name",
+     "SELECT name, approx_quantile(duration_nanos, 0.99) AS p99 FROM spans GROUP BY name ORDER BY name"),
+    ("error rate per minute",
+     "SELECT date_trunc('minute', start_time) AS minute, "
+     "avg(CASE WHEN status_code = 2 THEN 1.0 ELSE 0.0 END) AS error_rate, count(*) AS n "
+     "FROM spans GROUP BY 1 ORDER BY 1",
+     None),
+    ("trace by id", "SELECT * FROM spans WHERE trace_id = '{trace_id}'", None),
+    ("log text search", "SELECT count(*) AS n FROM logs WHERE body LIKE '%Connection reset by peer%'", None),
+]
+
+DUCKDB_SIDE = r"""
+import json, statistics, sys, time
+import duckdb
+spec = json.load(sys.stdin)
+con = duckdb.connect()
+con.execute(f"SET threads TO {spec['threads']}")
+for table, glob in spec["tables"].items():
+    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
+out = []
+for q in spec["questions"]:
+    times, rows = [], 0
+    for i in range(spec["repeat"] + 1):
+        t = time.perf_counter()
+        rows = len(con.execute(q).fetchall())
+        if i:
+            times.append((time.perf_counter() - t) * 1000)
+    out.append({"median_ms": statistics.median(times), "rows": rows})
+print(json.dumps(out))
+"""
+
+
+COLUMN_SIZES = r"""
+import json, sys
+import duckdb
+spec = json.load(sys.stdin)
+con = duckdb.connect()
+out = {}
+for signal, glob in spec.items():
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{glob}')").fetchone()[0]
+    sizes = con.execute(
+        f"SELECT split_part(path_in_schema, ',', 1) AS col, sum(total_compressed_size) AS b "
+        f"FROM parquet_metadata('{glob}') GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    out[signal] = {"rows": rows, "columns": [[c, b / rows] for c, b in sizes if rows]}
+print(json.dumps(out))
+"""
+
+
+def column_sizes(cluster):
+    """Compressed bytes per row of each top-level column, per signal (from Parquet metadata)."""
+    spec = {s: os.path.join(signal_dir(cluster.storage, s), "**", "*.parquet")
+            for s in TABLES if parquet_bytes(signal_dir(cluster.storage, s))}
+    out = subprocess.run([duckdb_python(), "-c", COLUMN_SIZES], input=json.dumps(spec), capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        print(f"column sizes failed: {out.stderr[-2000:]}", file=sys.stderr)
+        return {}
+    return json.loads(out.stdout)
+
+
+def duckdb_python():
+    """A Python that can import duckdb: this one, or a venv under target/ made for it."""
+    try:
+        import duckdb  # noqa: F401
+        import pytz  # noqa: F401
+        return sys.executable
+    except ImportError:
+        pass
+    venv = os.path.join(ROOT, "target", "bench-venv")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    check = subprocess.run([py, "-c", "import duckdb, pytz"], capture_output=True)
+    if check.returncode != 0:
+        # pytz: DuckDB needs it to hand timestamps with a time zone to Python.
+        subprocess.run([py, "-m", "pip", "install", "-q", "duckdb==1.5.6", "pytz"], check=True, timeout=900)
+    return py
+
+
+def compare_duckdb(cluster, trace_id, repeat=5):
+    questions = []
+    for name, strata_sql, duck_sql in QUESTIONS:
+        if "logs" in strata_sql and not parquet_bytes(signal_dir(cluster.storage, "logs")):
+            continue
+        if "spans" in strata_sql and not parquet_bytes(signal_dir(cluster.storage, "traces")):
+            continue
+        questions.append((name, strata_sql.format(trace_id=trace_id), (duck_sql or strata_sql).format(trace_id=trace_id)))
+    strata = []
+    for name, q, _ in questions:
+        times, rows = [], 0
+        for i in range(repeat + 1):
+            t = time.perf_counter()
+            rows = len(sql(cluster.query, q, timeout=300))
+            if i:
+                times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        strata.append({"median_ms": times[len(times) // 2], "rows": rows})
+    spec = {
+        "threads": os.cpu_count(),
+        "repeat": repeat,
+        "tables": {TABLES[s]: os.path.join(signal_dir(cluster.storage, s), "**", "*.parquet")
+                   for s in ("traces", "logs") if parquet_bytes(signal_dir(cluster.storage, s))},
+        "questions": [d for _, _, d in questions],
+    }
+    out = subprocess.run([duckdb_python(), "-c", DUCKDB_SIDE], input=json.dumps(spec), capture_output=True,
+                         text=True, timeout=1800)
+    if out.returncode != 0:
+        print(f"DuckDB failed: {out.stderr[-2000:]}", file=sys.stderr)
+        return []
+    duck = json.loads(out.stdout)
+    return [{"question": name, "strata_ms": s["median_ms"], "duckdb_ms": d["median_ms"],
+             "ratio": s["median_ms"] / d["median_ms"] if d["median_ms"] else None,
+             "strata_rows": s["rows"], "duckdb_rows": d["rows"]}
+            for (name, _, _), s, d in zip(questions, strata, duck)]
+
+
+def markdown(result):
+    lines = [f"Case `{result['case']}`: {result['description']}", "",
+             f"Machine: {result['machine']}. Date: {result['date']}. Mode: {result['mode']}.", "",
+             "```sh", result["command"], "```", "",
+             "| phase | figure | value |", "|---|---|---|"]
+    if result.get("agent_idle_rss_bytes") is not None:
+        lines.append(f"| start | agent RSS when idle | {result['agent_idle_rss_bytes'] / 2**20:.1f} MiB |")
+    for p in result["phases"]:
+        load, unit, name = p["load"], p["unit"], p["name"]
+        row = lambda k, v: lines.append(f"| {name} | {k} | {v} |")  # noqa: E731
+        row(f"{unit}s acked / sent", f"{load['acked']:,} / {load['sent']:,} (refused {load['refused']:,}, "
+                                     f"failed {load['failed']:,}) over {load['protocol']}")
+        row(f"{unit}s/s end-to-end", f"{load['per_second']:,.0f}")
+        row("ack latency p50 / p99", f"{load['ack_latency_ms_p50']:.1f} ms / {load['ack_latency_ms_p99']:.1f} ms")
+        who = "agent + collector + query (one process)" if result["mode"] == "standalone" else "agent"
+        row(f"{who} CPU µs per {unit}", f"{p['agent_cpu_us_per_item']:.2f}")
+        if result["mode"] != "standalone":
+            row(f"collector CPU µs per {unit}", f"{p['collector_cpu_us_per_item']:.2f}")
+            row(f"whole path CPU µs per {unit}", f"{p['agent_cpu_us_per_item'] + p['collector_cpu_us_per_item']:.2f}")
+        row(f"Parquet bytes per {unit}", f"{p['bytes_per_item']:.2f}")
+        if p.get("compression_ratio"):
+            row("raw text / Parquet bytes", f"{p['compression_ratio']:.1f}x ({p['raw_bytes']:,} raw bytes)")
+        row("peak RSS", ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in p["peak_rss_bytes"].items()))
+        row("last ack to all queryable", f"{p['seconds_until_queryable']:.1f} s"
+                                         + ("" if p["all_visible"] else " (NOT all visible)"))
+        if p.get("lookup"):
+            lk = p["lookup"]
+            row(f"trace by id over {lk['stored_spans']:,} spans",
+                f"p50 {lk['p50_ms']:.1f} ms, p99 {lk['p99_ms']:.1f} ms ({lk['found']}/{lk['lookups']} found)")
+    if result.get("duckdb"):
+        lines += ["", "| question | Strata ms | DuckDB ms | Strata / DuckDB | rows (Strata, DuckDB) |",
+                  "|---|---|---|---|---|"]
+        for q in result["duckdb"]:
+            lines.append(f"| {q['question']} | {q['strata_ms']:.1f} | {q['duckdb_ms']:.1f} | {q['ratio']:.2f} "
+                         f"| {q['strata_rows']}, {q['duckdb_rows']} |")
+    for signal, sizes in (result.get("column_bytes_per_row") or {}).items():
+        top = ", ".join(f"{c} {b:.2f}" for c, b in sizes["columns"][:8])
+        lines += ["", f"Largest {signal} columns, Parquet bytes per row: {top}."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("case")
+    ap.add_argument("--out", help="write the result as JSON here")
+    ap.add_argument("--markdown", help="also write the markdown table here")
+    ap.add_argument("--profile", metavar="DIR", help="perf-record each phase into DIR")
+    ap.add_argument("--duckdb", action="store_true", help="compare SQL answers with DuckDB")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    ap.add_argument("--strata", help="the strata binary to run (default: target/release/strata)")
+    args = ap.parse_args()
+    case = json.load(open(args.case))
+    phases = case.get("phases") or [{"name": "spans", "signal": "traces", "loadgen": case["loadgen"],
+                                     "lookups": case.get("lookups")}]
+    work = tempfile.mkdtemp(prefix="strata-bench-")
+    cluster = None
+    try:
+        cluster = Cluster(case, work, args.strata)
+        time.sleep(case.get("idle_seconds", 3))
+        idle = cluster.stats()[cluster.agent_side()[0]]["rss_bytes"]
+        ids_file = os.path.join(work, "trace-ids")
+        results = [r for r in (run_phase(cluster, phase, args, ids_file) for phase in phases) if r]
+        command = "python3 benches/run_case.py " + os.path.relpath(os.path.abspath(args.case), ROOT)
+        command += "".join(f" --{f}" for f in ("duckdb",) if getattr(args, f))
+        result = {
+            "case": os.path.basename(args.case),
+            "description": case.get("description", ""),
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                       f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+                       f"{platform.system()} {platform.release()}",
+            "mode": cluster.mode,
+            "command": command,
+            "env": case.get("env", {}),
+            "agent_idle_rss_bytes": idle,
+            "phases": results,
+        }
+        if args.duckdb:
+            ids = [l for l in open(ids_file).read().split() if l] if os.path.exists(ids_file) else []
+            result["duckdb"] = compare_duckdb(cluster, ids[0] if ids else "0" * 32)
+            result["column_bytes_per_row"] = column_sizes(cluster)
+        if args.out:
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            json.dump(result, open(args.out, "w"), indent=2)
+        table = markdown(result)
+        print(table)
+        if args.markdown:
+            open(args.markdown, "w").write(table)
+    finally:
+        if cluster:
+            cluster.stop()
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@
 //! keys of the arcs it gains or loses, so a trace keeps landing on one collector while the set
 //! is stable, and most keys stay put when it changes.
 
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use strata_schema::{Signal, columns};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Points per member: enough that three members each get close to a third of the keys.
@@ -76,6 +79,42 @@ impl Ring {
     /// Owner of a routing key.
     pub fn owner_of(&self, key: &[u8]) -> Option<usize> {
         self.owner(xxh3_64(key))
+    }
+}
+
+/// The routing key hash of every row: spans by trace id, logs by service, metric points by
+/// series (already a hash).
+///
+/// Errs with the name of the key column when the batch lacks it.
+pub fn row_hashes(signal: Signal, batch: &RecordBatch) -> Result<Vec<u64>, &'static str> {
+    match signal {
+        Signal::Traces | Signal::Logs => {
+            let name = if signal == Signal::Traces {
+                columns::TRACE_ID
+            } else {
+                columns::SERVICE_NAME
+            };
+            let col = batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or(name)?;
+            Ok((0..col.len())
+                .map(|i| {
+                    if col.is_null(i) {
+                        xxh3_64(b"")
+                    } else {
+                        xxh3_64(col.value(i).as_bytes())
+                    }
+                })
+                .collect())
+        }
+        Signal::Metrics => {
+            let col = batch
+                .column_by_name(columns::SERIES_ID)
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                .ok_or(columns::SERIES_ID)?;
+            Ok(col.iter().map(|v| v.unwrap_or(0)).collect())
+        }
     }
 }
 

@@ -1,7 +1,8 @@
-//! Deterministic OTLP trace generation.
-//!
-//! A splitmix64 generator keeps runs reproducible by seed without a dependency (it is a few
-//! lines and its output stream is fixed, which a benchmark needs).
+//! Deterministic OTLP trace generation: multi-service traces (frontend -> checkout ->
+//! payment ...) of a size drawn from a range, with attributes of every OTLP scalar type, the
+//! HTTP attributes Strata promotes to columns, an error on about one span in fifty, and an
+//! event on every fifth span. Request `i` of a seed is always the same request (apart from its
+//! timestamps, which follow the clock so that the data lands in the current hour).
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -9,7 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
-use crate::Args;
+use crate::rng::Rng;
 
 const SERVICES: [&str; 6] = [
     "frontend",
@@ -30,25 +31,39 @@ const OPERATIONS: [&str; 8] = [
     "render",
 ];
 
-pub struct Rng(u64);
+/// The shape of generated traces.
+#[derive(Debug, Clone)]
+pub struct TraceShape {
+    pub seed: u64,
+    /// Spans per trace, drawn uniformly from this inclusive range.
+    pub min_spans: usize,
+    pub max_spans: usize,
+    pub traces_per_request: usize,
+    /// Attributes per span (at least the three HTTP ones).
+    pub attributes: usize,
+}
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+impl Default for TraceShape {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            min_spans: 5,
+            max_spans: 50,
+            traces_per_request: 4,
+            attributes: 12,
+        }
     }
 }
 
-fn kv(key: &str, v: any_value::Value) -> KeyValue {
+/// One generated export request.
+pub struct TraceRequest {
+    pub request: ExportTraceServiceRequest,
+    pub spans: u64,
+    /// The first trace's id, lowercase hex.
+    pub first_trace_id: String,
+}
+
+pub(crate) fn kv(key: &str, v: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         value: Some(AnyValue { value: Some(v) }),
@@ -56,27 +71,29 @@ fn kv(key: &str, v: any_value::Value) -> KeyValue {
     }
 }
 
-fn s(v: impl Into<String>) -> any_value::Value {
+pub(crate) fn s(v: impl Into<String>) -> any_value::Value {
     any_value::Value::StringValue(v.into())
 }
 
-/// Request number `i`: `traces_per_request` traces; returns it with its first trace id (hex).
-pub fn request(args: &Args, i: u64) -> (ExportTraceServiceRequest, String) {
-    let mut rng = Rng::new(args.seed ^ i.wrapping_mul(0x2545_f491_4f6c_dd1d));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+/// Request number `i`: `traces_per_request` traces.
+pub fn request(args: &TraceShape, i: u64) -> TraceRequest {
+    let mut rng = Rng::for_request(args.seed, i);
+    let now = crate::rng::now_nanos();
     let mut by_service: Vec<Vec<Span>> = vec![Vec::new(); SERVICES.len()];
     let mut first = String::new();
+    let mut total = 0;
     for t in 0..args.traces_per_request {
-        let trace_id: Vec<u8> = [rng.next().to_be_bytes(), rng.next().to_be_bytes()].concat();
+        let spans_per_trace = args.min_spans
+            + rng.below((args.max_spans.max(args.min_spans) - args.min_spans + 1) as u64) as usize;
+        total += spans_per_trace as u64;
+        let trace_id: Vec<u8> =
+            [rng.next_u64().to_be_bytes(), rng.next_u64().to_be_bytes()].concat();
         if t == 0 {
             first = trace_id.iter().map(|b| format!("{b:02x}")).collect();
         }
-        let mut ids: Vec<Vec<u8>> = Vec::with_capacity(args.spans_per_trace);
-        for k in 0..args.spans_per_trace {
-            let span_id = (rng.next() | 1).to_be_bytes().to_vec();
+        let mut ids: Vec<Vec<u8>> = Vec::with_capacity(spans_per_trace);
+        for k in 0..spans_per_trace {
+            let span_id = (rng.next_u64() | 1).to_be_bytes().to_vec();
             let parent = if k == 0 {
                 Vec::new()
             } else {
@@ -164,35 +181,42 @@ pub fn request(args: &Args, i: u64) -> (ExportTraceServiceRequest, String) {
             ..Default::default()
         })
         .collect();
-    (ExportTraceServiceRequest { resource_spans }, first)
+    TraceRequest {
+        request: ExportTraceServiceRequest { resource_spans },
+        spans: total,
+        first_trace_id: first,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
+
+    fn span_names(r: &ExportTraceServiceRequest) -> Vec<String> {
+        r.resource_spans
+            .iter()
+            .flat_map(|r| r.scope_spans[0].spans.iter().map(|s| s.name.clone()))
+            .collect()
+    }
 
     #[test]
     fn same_seed_same_request() {
-        let args = Args::parse_from(["loadgen", "--seed", "9"]);
-        let (a, ia) = request(&args, 3);
-        let (b, ib) = request(&args, 3);
-        assert_eq!(ia, ib);
+        let shape = TraceShape {
+            seed: 9,
+            ..Default::default()
+        };
+        let a = request(&shape, 3);
+        let b = request(&shape, 3);
+        assert_eq!(a.first_trace_id, b.first_trace_id);
         let span_count: usize = a
+            .request
             .resource_spans
             .iter()
             .map(|r| r.scope_spans[0].spans.len())
             .sum();
-        assert_eq!(span_count, args.spans_per_trace * args.traces_per_request);
-        let names = |r: &ExportTraceServiceRequest| -> Vec<String> {
-            r.resource_spans
-                .iter()
-                .flat_map(|r| r.scope_spans[0].spans.iter().map(|s| s.name.clone()))
-                .collect()
-        };
-        assert_eq!(names(&a), names(&b));
-        let (_, ic) = request(&args, 4);
-        assert_ne!(ia, ic);
+        assert_eq!(span_count as u64, a.spans);
+        assert!((5 * 4..=50 * 4).contains(&span_count));
+        assert_eq!(span_names(&a.request), span_names(&b.request));
+        assert_ne!(a.first_trace_id, request(&shape, 4).first_trace_id);
     }
 }

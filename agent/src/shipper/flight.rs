@@ -1,6 +1,6 @@
 //! Shipping buffered batches to one collector: one Flight `DoPut` whose descriptor carries the
-//! envelope (agent id, first sequence, signal, tenant) and whose data is zstd-compressed Arrow
-//! IPC. Each batch's messages carry its own sequence (little-endian u64) in `app_metadata`, so
+//! envelope (agent id, first sequence, signal, tenant) and whose data is Arrow IPC, compressed
+//! as configured (`ship_compression`; the collector reads any of them). Each batch's messages carry its own sequence (little-endian u64) in `app_metadata`, so
 //! the collector deduplicates each batch on its own. The collector answers with one
 //! `PutResult` once every batch is durable.
 
@@ -29,8 +29,9 @@ pub async fn put(
     client: &mut FlightClient,
     envelope: &Envelope,
     batches: Vec<(u64, RecordBatch)>,
+    compression: Option<CompressionType>,
 ) -> Result<(), FlightError> {
-    let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
+    let options = IpcWriteOptions::default().try_with_compression(compression)?;
     let mut streams = Vec::with_capacity(batches.len());
     for (i, (seq, batch)) in batches.into_iter().enumerate() {
         let mut builder = FlightDataEncoderBuilder::new().with_options(options.clone());

@@ -308,9 +308,12 @@ impl Lane {
         );
         let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
         let result = match self.client() {
-            Ok(client) => timeout(cfg.ship_timeout, flight::put(client, &envelope, batches))
-                .await
-                .unwrap_or_else(|_| Err(FlightError::ProtocolError("DoPut timed out".into()))),
+            Ok(client) => timeout(
+                cfg.ship_timeout,
+                flight::put(client, &envelope, batches, cfg.ship_compression),
+            )
+            .await
+            .unwrap_or_else(|_| Err(FlightError::ProtocolError("DoPut timed out".into()))),
             Err(e) => Err(e),
         };
         drop(held);

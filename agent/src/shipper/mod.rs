@@ -29,12 +29,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, UInt32Array};
+use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
-use arrow::datatypes::UInt64Type;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use strata_schema::{Signal, columns};
+use strata_schema::Signal;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -56,6 +55,7 @@ pub struct ShipperConfig {
     pub batch_max_age: Duration,
     pub shutdown_grace: Duration,
     pub ship_timeout: Duration,
+    pub ship_compression: Option<arrow::ipc::CompressionType>,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
     pub breaker_max_open: Duration,
@@ -71,6 +71,7 @@ impl ShipperConfig {
             batch_max_age: Duration::from_millis(c.batch_max_age_ms.max(1)),
             shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
             ship_timeout: Duration::from_millis(c.ship_timeout_ms.max(1)),
+            ship_compression: c.ship_compression.ipc(),
             breaker_failures: c.breaker_failures,
             breaker_open: Duration::from_millis(c.breaker_open_ms.max(1)),
             breaker_max_open: Duration::from_millis(c.breaker_max_open_ms.max(1)),
@@ -314,42 +315,6 @@ impl Shipper {
     }
 }
 
-/// The routing key hash of every row: spans by trace id, logs by service, metric points by
-/// series (already a hash).
-fn row_hashes(signal: Signal, batch: &RecordBatch) -> Result<Vec<u64>, IngestError> {
-    use xxhash_rust::xxh3::xxh3_64;
-    let missing = |c: &str| IngestError::Internal(format!("batch has no {c} column"));
-    match signal {
-        Signal::Traces | Signal::Logs => {
-            let name = if signal == Signal::Traces {
-                columns::TRACE_ID
-            } else {
-                columns::SERVICE_NAME
-            };
-            let col = batch
-                .column_by_name(name)
-                .and_then(|c| c.as_string_opt::<i32>())
-                .ok_or_else(|| missing(name))?;
-            Ok((0..col.len())
-                .map(|i| {
-                    if col.is_null(i) {
-                        xxh3_64(b"")
-                    } else {
-                        xxh3_64(col.value(i).as_bytes())
-                    }
-                })
-                .collect())
-        }
-        Signal::Metrics => {
-            let col = batch
-                .column_by_name(columns::SERIES_ID)
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                .ok_or_else(|| missing(columns::SERIES_ID))?;
-            Ok(col.iter().map(|v| v.unwrap_or(0)).collect())
-        }
-    }
-}
-
 #[async_trait]
 impl Ingest for Shipper {
     async fn ingest(
@@ -369,7 +334,8 @@ impl Ingest for Shipper {
         if ring.is_empty() {
             return Err(IngestError::Unavailable("no collector is known".into()));
         }
-        let hashes = row_hashes(signal, &batch)?;
+        let hashes = crate::ring::row_hashes(signal, &batch)
+            .map_err(|c| IngestError::Internal(format!("batch has no {c} column")))?;
         let mut groups: HashMap<Arc<str>, (u64, Vec<u32>)> = HashMap::new();
         for (row, h) in hashes.into_iter().enumerate() {
             // A non-empty ring always has an owner.

@@ -1,12 +1,13 @@
 //! Encoding one partition as a Parquet file, laid out for lookups and compression:
 //! rows sorted by the signal's sort columns (spans: trace id, start time), zstd pages,
-//! dictionary encoding, page-level statistics with the column and offset indexes, a bloom
-//! filter on `trace_id`, and the sort order recorded as `sorting_columns` of every row group.
-//! Spans are unique by (trace id, span id) within a file.
+//! dictionary encoding (but not for unique ids and times: see `tune_columns`), page-level
+//! statistics with the column and offset indexes, a bloom filter on `trace_id`, and the sort
+//! order recorded as `sorting_columns` of every row group. Spans are unique by (trace id,
+//! span id) within a file.
 
 use arrow::array::RecordBatch;
 use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+    SortColumn, SortOptions, concat, interleave_record_batch, lexsort_to_indices,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -45,7 +46,16 @@ pub fn encode(
     options: ParquetOptions,
 ) -> Result<(Vec<u8>, usize), EncodeError> {
     let schema = signal.schema();
-    let batch = concat_batches(&schema, batches)?;
+    let empty;
+    let batches = if batches.is_empty() {
+        empty = [RecordBatch::new_empty(schema.clone())];
+        &empty[..]
+    } else {
+        batches
+    };
+    // Only the sort keys are concatenated; the rows are then gathered from the input batches
+    // in sorted order in one pass (`interleave`, which copies nested lists natively), instead of
+    // copying every column twice (concat, then take).
     let sort_cols = signal.sort_columns();
     let mut keys = Vec::with_capacity(sort_cols.len());
     let mut sorting = Vec::with_capacity(sort_cols.len());
@@ -53,8 +63,10 @@ pub fn encode(
         let idx = schema
             .index_of(name)
             .map_err(|_| EncodeError::MissingColumn(name))?;
+        let parts: Vec<&dyn arrow::array::Array> =
+            batches.iter().map(|b| b.column(idx).as_ref()).collect();
         keys.push(SortColumn {
-            values: batch.column(idx).clone(),
+            values: concat(&parts)?,
             options: Some(SortOptions {
                 descending: false,
                 nulls_first: true,
@@ -67,7 +79,23 @@ pub fn encode(
         });
     }
     let order = lexsort_to_indices(&keys, None)?;
-    let mut sorted = take_record_batch(&batch, &order)?;
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut total = 0;
+    for b in batches {
+        starts.push(total);
+        total += b.num_rows();
+    }
+    let rows: Vec<(usize, usize)> = order
+        .values()
+        .iter()
+        .map(|&i| {
+            let i = i as usize;
+            let b = starts.partition_point(|&s| s <= i) - 1;
+            (b, i - starts[b])
+        })
+        .collect();
+    let inputs: Vec<&RecordBatch> = batches.iter().collect();
+    let mut sorted = interleave_record_batch(&inputs, &rows)?;
     if signal == Signal::Traces {
         sorted = unique_spans(sorted)?;
     }
@@ -93,11 +121,50 @@ pub fn encode(
             .set_column_bloom_filter_enabled(ColumnPath::from(columns::TRACE_ID), true)
             .set_column_bloom_filter_fpp(ColumnPath::from(columns::TRACE_ID), 0.01);
     }
+    props = tune_columns(signal, props);
     let mut out = Vec::with_capacity(sorted.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props.build()))?;
     writer.write(&sorted)?;
     writer.close()?;
     Ok((out, sorted.num_rows()))
+}
+
+/// Per-column encodings where the defaults waste work or bytes:
+/// - ids unique per row (span ids) never repeat, so a dictionary only costs hashing before the
+///   writer falls back to plain pages. They are written with their lengths apart
+///   (DELTA_LENGTH_BYTE_ARRAY): all ids have one length, which then costs nothing, and zstd
+///   sees only the id bytes;
+/// - timestamps and durations are near each other within a file (and sorted within a trace),
+///   so deltas bit-pack to a few bits where a dictionary of unique values would not help.
+fn tune_columns(
+    signal: Signal,
+    mut props: parquet::file::properties::WriterPropertiesBuilder,
+) -> parquet::file::properties::WriterPropertiesBuilder {
+    use parquet::basic::Encoding;
+    let (unique, deltas): (&[&str], &[&str]) = match signal {
+        Signal::Traces => (
+            &[columns::SPAN_ID, columns::PARENT_SPAN_ID],
+            &[
+                columns::START_TIME,
+                columns::END_TIME,
+                columns::DURATION_NANOS,
+            ],
+        ),
+        Signal::Logs => (&[], &[columns::TIME, columns::OBSERVED_TIME]),
+        // Metric points of one step share their timestamp: a dictionary wins there.
+        Signal::Metrics => (&[], &[]),
+    };
+    for c in unique {
+        props = props
+            .set_column_dictionary_enabled(ColumnPath::from(*c), false)
+            .set_column_encoding(ColumnPath::from(*c), Encoding::DELTA_LENGTH_BYTE_ARRAY);
+    }
+    for c in deltas {
+        props = props
+            .set_column_dictionary_enabled(ColumnPath::from(*c), false)
+            .set_column_encoding(ColumnPath::from(*c), Encoding::DELTA_BINARY_PACKED);
+    }
+    props
 }
 
 /// Keeps the first row of every (trace id, span id): a span stored twice (a batch retried
@@ -209,10 +276,21 @@ mod tests {
             );
             assert!(rg.column(tid).bloom_filter_offset().is_some());
             assert!(rg.column(tid).statistics().is_some());
+            let uses = |name: &str, encoding: parquet::basic::Encoding| {
+                rg.columns()
+                    .iter()
+                    .find(|c| c.column_path().string() == name)
+                    .is_some_and(|c| c.encodings().any(|e| e == encoding))
+            };
+            use parquet::basic::Encoding::*;
+            assert!(uses("span_id", DELTA_LENGTH_BYTE_ARRAY));
+            assert!(!uses("span_id", RLE_DICTIONARY));
+            assert!(uses("start_time", DELTA_BINARY_PACKED));
+            assert!(uses("name", RLE_DICTIONARY));
         }
         assert!(meta.column_index().is_some() && meta.offset_index().is_some());
         let read: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
-        let all = concat_batches(&read[0].schema(), &read).unwrap();
+        let all = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
         let ids = all.column(tid).as_string::<i32>();
         let starts = all
             .column_by_name(columns::START_TIME)
