@@ -1,4 +1,5 @@
-//! Consistent hashing over the collector set.
+//! Consistent hashing over the collector set, and the routing key of every row
+//! ([`row_hashes`]).
 //!
 //! Each member owns `VNODES` points on a 64-bit ring (xxh3 of `member#i`); a key goes to the
 //! owner of the first point at or after its hash. Adding or removing one member only moves the
