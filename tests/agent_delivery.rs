@@ -22,32 +22,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-const SPANS_PER_REQUEST: u64 = 50;
-
 fn request(first: u64, pad: usize) -> Value {
-    let spans: Vec<Value> = (first..first + SPANS_PER_REQUEST)
-        .map(|i| {
-            // Padding that does not compress away, to fill buffers quickly where wanted.
-            let noise: String = (0..pad)
-                .map(|k| {
-                    format!(
-                        "{:016x}",
-                        (i * 1_000_003 + k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                    )
-                })
-                .collect();
-            json!({
-                "traceId": format!("{:032x}", i / 5 + 1),
-                "spanId": format!("{:016x}", i + 1),
-                "name": "op",
-                "startTimeUnixNano": (1_700_000_000_000_000_000u64 + i).to_string(),
-                "endTimeUnixNano": (1_700_000_000_000_000_000u64 + i + 10).to_string(),
-                "attributes": [{"key": "noise", "value": {"stringValue": noise}}],
-            })
-        })
-        .collect();
-    json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "delivery"}}]},
-                              "scopeSpans": [{"spans": spans}]}]})
+    spans_request(first, "delivery", pad)
 }
 
 struct Agent {
@@ -109,6 +85,14 @@ impl Agent {
             &[],
         )
         .0
+    }
+
+    /// Sends `requests` requests of the spans from `*next` on, each of which must be accepted.
+    fn send_all(&self, next: &mut u64, requests: usize) {
+        for _ in 0..requests {
+            assert_eq!(self.send(*next, 0), 200);
+            *next += SPANS_PER_REQUEST;
+        }
     }
 
     fn metrics(&self) -> String {
@@ -211,10 +195,7 @@ fn agent_buffers_on_disk_through_outage_crash_and_corruption() {
     } = two_collectors(dir.path());
 
     let mut next = 0u64;
-    for _ in 0..20 {
-        assert_eq!(agent.send(next, 0), 200);
-        next += SPANS_PER_REQUEST;
-    }
+    agent.send_all(&mut next, 20);
     all_stored_once(&q, next, Duration::from_secs(60));
 
     // Scenario 2 + 3: every collector down; the agent keeps acknowledging into its disk
@@ -261,10 +242,7 @@ fn agent_buffers_on_disk_through_outage_crash_and_corruption() {
     for c in &mut collectors {
         c.kill9();
     }
-    for _ in 0..10 {
-        assert_eq!(agent.send(next, 0), 200);
-        next += SPANS_PER_REQUEST;
-    }
+    agent.send_all(&mut next, 10);
     agent.proc.take().unwrap().kill9();
     let seg = newest_segment(&agent.data.join("buffer"));
     let mut bytes = std::fs::read(&seg).unwrap();
@@ -293,10 +271,7 @@ fn agent_buffers_on_disk_through_outage_crash_and_corruption() {
     for c in &mut collectors {
         c.start(dir.path(), &storage);
     }
-    for _ in 0..5 {
-        assert_eq!(agent.send(next, 0), 200);
-        next += SPANS_PER_REQUEST;
-    }
+    agent.send_all(&mut next, 5);
     all_stored_once(&q, next, Duration::from_secs(90));
     let m = agent.metrics();
     assert_eq!(
@@ -535,10 +510,7 @@ fn a_dead_collectors_keys_fail_over_to_the_next_on_the_ring() {
         query: (_query, q),
     } = two_collectors(dir.path());
     let mut next = 0u64;
-    for _ in 0..10 {
-        assert_eq!(agent.send(next, 0), 200);
-        next += SPANS_PER_REQUEST;
-    }
+    agent.send_all(&mut next, 10);
     all_stored_once(&q, next, Duration::from_secs(60));
     // Every trace so far has 5 spans; c1 dies, and the same traces get 5 more spans each.
     collectors[1].kill9();

@@ -9,24 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{Value, json};
-
-const SPANS_PER_REQUEST: u64 = 50;
+use serde_json::Value;
 
 fn request(first: u64) -> Value {
-    let spans: Vec<Value> = (first..first + SPANS_PER_REQUEST)
-        .map(|i| {
-            json!({
-                "traceId": format!("{:032x}", i / 5 + 1),
-                "spanId": format!("{:016x}", i + 1),
-                "name": "op",
-                "startTimeUnixNano": (1_700_000_000_000_000_000u64 + i).to_string(),
-                "endTimeUnixNano": (1_700_000_000_000_000_000u64 + i + 10).to_string(),
-            })
-        })
-        .collect();
-    json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "crash"}}]},
-                              "scopeSpans": [{"spans": spans}]}]})
+    spans_request(first, "crash", 0)
 }
 
 #[test]

@@ -60,44 +60,37 @@ fn span_batches(requests: u64) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// Benchmarks decoding `request`'s protobuf bytes and building its Arrow batch.
+fn decode_and_convert<M: Message + Default>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    request: &M,
+    items: u64,
+    to_batch: impl Fn(&M) -> strata_schema::Result<RecordBatch>,
+) {
+    let bytes = request.encode_to_vec();
+    g.throughput(Throughput::Elements(items));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let r = M::decode(black_box(bytes.as_slice())).expect("decode");
+            to_batch(&r).expect("to_batch")
+        })
+    });
+}
+
 fn otlp_to_arrow(c: &mut Criterion) {
     let mut g = c.benchmark_group("otlp_to_arrow");
     let t = traces::request(&trace_shape(), 0);
-    let bytes = t.request.encode_to_vec();
-    g.throughput(Throughput::Elements(t.spans));
-    g.bench_function("spans", |b| {
-        b.iter(|| {
-            let r = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-                black_box(bytes.as_slice()),
-            )
-            .expect("decode");
-            strata_schema::traces::to_batch(&r.resource_spans).expect("to_batch")
-        })
+    decode_and_convert(&mut g, "spans", &t.request, t.spans, |r| {
+        strata_schema::traces::to_batch(&r.resource_spans)
     });
     let l = logs::request(&log_shape(), 0);
-    let bytes = l.request.encode_to_vec();
-    g.throughput(Throughput::Elements(l.records));
-    g.bench_function("log_records", |b| {
-        b.iter(|| {
-            let r =
-                opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
-                    black_box(bytes.as_slice()),
-                )
-                .expect("decode");
-            strata_schema::logs::to_batch(&r.resource_logs).expect("to_batch")
-        })
+    decode_and_convert(&mut g, "log_records", &l.request, l.records, |r| {
+        strata_schema::logs::to_batch(&r.resource_logs)
     });
     let m = metrics::request(&metric_shape(), 0);
-    let bytes = m.request.encode_to_vec();
-    g.throughput(Throughput::Elements(m.points));
-    g.bench_function("metric_points", |b| {
-        b.iter(|| {
-            let r = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(
-                black_box(bytes.as_slice()),
-            )
-            .expect("decode");
-            strata_schema::metrics::to_batch(&r.resource_metrics).expect("to_batch")
-        })
+    decode_and_convert(&mut g, "metric_points", &m.request, m.points, |r| {
+        strata_schema::metrics::to_batch(&r.resource_metrics)
     });
     g.finish();
 }

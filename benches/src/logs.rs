@@ -193,30 +193,9 @@ fn severity_number(text: &str) -> i32 {
 }
 
 fn rfc3339(nanos: u64) -> String {
-    let secs = nanos / 1_000_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        nanos / 1_000_000 % 1000
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm;
-/// written here to keep a date crate out of the load generator for one format call).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    chrono::DateTime::from_timestamp_nanos(nanos as i64)
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 /// Request number `i`: `records_per_request` records, grouped by service.
@@ -307,8 +286,10 @@ mod tests {
 
     #[test]
     fn dates_and_placeholders() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(
+            rfc3339(1_772_323_200_000_000_000),
+            "2026-03-01T00:00:00.000Z"
+        );
         assert_eq!(
             rfc3339(1_000_000_000 * 86_400 + 5_000_000),
             "1970-01-02T00:00:00.005Z"

@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::rng::Rng;
-use crate::traces::{kv, s};
+use crate::traces::{SERVICES, kv, s};
 
 /// The shape of generated metrics.
 #[derive(Debug, Clone)]
@@ -50,14 +50,6 @@ const METRICS: [(&str, &str, bool); 10] = [
     ("jvm.threads.count", "{thread}", false),
     ("queue.depth", "{message}", false),
     ("system.cpu.utilization", "1", false),
-];
-const SERVICES: [&str; 6] = [
-    "frontend",
-    "checkout",
-    "payment",
-    "cart",
-    "inventory",
-    "shipping",
 ];
 const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
 const CODES: [i64; 4] = [200, 201, 404, 500];

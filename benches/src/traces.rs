@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 
 use crate::rng::Rng;
 
-const SERVICES: [&str; 6] = [
+pub(crate) const SERVICES: [&str; 6] = [
     "frontend",
     "checkout",
     "payment",
@@ -89,7 +89,7 @@ pub fn request(args: &TraceShape, i: u64) -> TraceRequest {
         let trace_id: Vec<u8> =
             [rng.next_u64().to_be_bytes(), rng.next_u64().to_be_bytes()].concat();
         if t == 0 {
-            first = trace_id.iter().map(|b| format!("{b:02x}")).collect();
+            first = strata_schema::hex_id::encode(&trace_id);
         }
         let mut ids: Vec<Vec<u8>> = Vec::with_capacity(spans_per_trace);
         for k in 0..spans_per_trace {

@@ -291,3 +291,40 @@ impl Collector {
         }
     }
 }
+
+/// Spans sent per request by [`spans_request`].
+pub const SPANS_PER_REQUEST: u64 = 50;
+
+/// An OTLP/JSON traces request of spans `first..first + SPANS_PER_REQUEST` of `service`: span
+/// `i` has span id `i + 1` and trace id `i / 5 + 1`, so tests can count what arrived and what
+/// arrived twice. `pad` adds 16-character attribute values per span that do not compress away,
+/// to fill buffers quickly where wanted.
+pub fn spans_request(first: u64, service: &str, pad: usize) -> serde_json::Value {
+    let spans: Vec<serde_json::Value> = (first..first + SPANS_PER_REQUEST)
+        .map(|i| {
+            let mut span = serde_json::json!({
+                "traceId": format!("{:032x}", i / 5 + 1),
+                "spanId": format!("{:016x}", i + 1),
+                "name": "op",
+                "startTimeUnixNano": (1_700_000_000_000_000_000u64 + i).to_string(),
+                "endTimeUnixNano": (1_700_000_000_000_000_000u64 + i + 10).to_string(),
+            });
+            if pad > 0 {
+                let noise: String = (0..pad)
+                    .map(|k| {
+                        format!(
+                            "{:016x}",
+                            (i * 1_000_003 + k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        )
+                    })
+                    .collect();
+                span["attributes"] =
+                    serde_json::json!([{"key": "noise", "value": {"stringValue": noise}}]);
+            }
+            span
+        })
+        .collect();
+    serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"spans": spans}]}]})
+}
