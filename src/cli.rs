@@ -49,6 +49,9 @@ pub struct AgentArgs {
     /// Collectors: HOST:PORT,... (a DNS name may resolve to several).
     #[arg(long, value_delimiter = ',')]
     pub collectors: Option<Vec<String>>,
+    /// Tail the files matching GLOB as plain lines (repeatable; one source for all of them).
+    #[arg(long = "tail", value_name = "GLOB")]
+    pub tail: Vec<String>,
 }
 
 impl AgentArgs {
@@ -58,6 +61,7 @@ impl AgentArgs {
         set(&mut c.otlp_grpc, self.otlp_grpc);
         set(&mut c.otlp_http, self.otlp_http);
         set(&mut c.collectors, self.collectors);
+        add_tail(&mut c, self.tail);
         c
     }
 }
@@ -149,6 +153,9 @@ pub struct StandaloneArgs {
     /// Collector HTTP address (/metrics, /ready).
     #[arg(long)]
     pub collector_http: Option<String>,
+    /// Tail the files matching GLOB as plain lines (repeatable; one source for all of them).
+    #[arg(long = "tail", value_name = "GLOB")]
+    pub tail: Vec<String>,
 }
 
 impl StandaloneArgs {
@@ -173,7 +180,17 @@ impl StandaloneArgs {
         set(&mut collector.flight, self.flight);
         set(&mut collector.http, self.collector_http);
         agent.collectors = vec![loopback(&collector.flight)];
+        add_tail(&mut agent, self.tail);
         (agent, collector, query)
+    }
+}
+
+/// `--tail GLOB...`: one plain-line file source, besides those of the configuration.
+fn add_tail(agent: &mut AgentConfig, globs: Vec<String>) {
+    if !globs.is_empty() {
+        agent
+            .files
+            .push(strata_agent::sources::file::FileSourceConfig::tail(globs));
     }
 }
 
@@ -217,5 +234,25 @@ mod tests {
         };
         let c = args.apply(AgentConfig::default());
         assert_eq!(c.collectors, vec!["a:1".to_string(), "b:2".to_string()]);
+    }
+
+    #[test]
+    fn tail_flags_add_one_plain_file_source() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "standalone",
+            "--tail",
+            "/var/log/*.log",
+            "--tail",
+            "/srv/app/*.log",
+        ])
+        .unwrap();
+        let Some(Command::Standalone(args)) = cli.command else {
+            panic!("not standalone")
+        };
+        let (agent, _, _) = args.apply(Config::default());
+        assert_eq!(agent.files.len(), 1);
+        assert_eq!(agent.files[0].include, ["/var/log/*.log", "/srv/app/*.log"]);
+        agent.validate().unwrap();
     }
 }

@@ -57,6 +57,8 @@ mod tests {
         c.collector.validate().unwrap();
         c.query.validate().unwrap();
         assert_eq!(c.agent.otlp_grpc, "0.0.0.0:4317");
+        assert_eq!(c.agent.files.len(), 2);
+        assert!(c.agent.files[1].multiline.is_some());
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub struct AgentConfig {
     pub max_request_bytes: usize,
     /// On shutdown, how long the agent keeps trying to ship what it holds, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Log files to tail (`[[agent.files]]`), each source with its own globs, format and
+    /// parser. Their checkpoints live in `data_dir/files/`.
+    pub files: Vec<crate::sources::file::FileSourceConfig>,
 }
 
 impl Default for AgentConfig {
@@ -115,6 +118,7 @@ impl Default for AgentConfig {
             breaker_max_open_ms: 30_000,
             max_request_bytes: 16 * 1024 * 1024,
             shutdown_grace_secs: 10,
+            files: Vec::new(),
         }
     }
 }
@@ -149,6 +153,16 @@ impl AgentConfig {
             return Err(Error::Config(
                 "memory_limit_bytes must be at least max_request_bytes".into(),
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for f in &self.files {
+            f.validate().map_err(Error::Config)?;
+            if !names.insert(f.resolved_name()) {
+                return Err(Error::Config(format!(
+                    "two file sources are named {:?}; give them distinct names",
+                    f.resolved_name()
+                )));
+            }
         }
         Ok(())
     }

@@ -14,6 +14,10 @@
 //!   `RESOURCE_EXHAUSTED` / 429 with `Retry-After`.
 //! - All spans of one trace go to one collector while the collector set is stable and healthy.
 //!
+//! Tailed log files ([`sources::file`]) go through the same shipper, but not into the disk
+//! buffer: the file is their buffer, and each file's checkpoint moves only once a collector
+//! acknowledged the lines before it.
+//!
 //! The OTLP receivers are written against the small [`ingest::Ingest`] trait so that the
 //! collector can mount the very same receivers in front of its own buffer.
 
@@ -80,6 +84,25 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     .await
     .map_err(|e| Error::Buffer(e.to_string()))?;
 
+    let file_metrics = sources::file::metrics::FileMetrics::register(&mut registry.lock_registry());
+    let files_drained = CancellationToken::new();
+    let file_tasks = tokio_util::task::TaskTracker::new();
+    for source in &config.files {
+        if let Err(e) = sources::file::spawn(
+            source.clone(),
+            &config.data_dir,
+            shipper.clone(),
+            &file_metrics,
+            shutdown.clone(),
+            files_drained.clone(),
+            &file_tasks,
+        ) {
+            shutdown.cancel();
+            return Err(Error::Config(e));
+        }
+    }
+    file_tasks.close();
+
     let receiver = Arc::new(sources::otlp::OtlpReceiver::new(
         Arc::new(shipper.clone()),
         otlp_metrics,
@@ -111,6 +134,10 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     let grpc_result = grpc_task.await;
     let http_result = http_task.await;
     shipper.drain().await;
+    // Acknowledgements that came during the drain are in; the file sources write their
+    // checkpoints a last time.
+    files_drained.cancel();
+    file_tasks.wait().await;
     for result in [grpc_result, http_result] {
         match result {
             Ok(r) => r?,

@@ -102,6 +102,44 @@ struct Meta {
     cached: Option<(RecordBatch, Arc<Hold>)>,
     /// Segment holding this entry's latest route record, if it was re-routed.
     route_segment: Option<u64>,
+    /// Set for volatile entries: told when the entry is acknowledged.
+    receipt: Option<Arc<Receipt>>,
+}
+
+/// Acknowledgement of a volatile batch (one whose source keeps it durable itself, such as a
+/// tailed file): resolves once every part of it was acknowledged by its collector. A part that
+/// is dropped instead (shutdown, memory mode) leaves the receipt unresolved, so the source
+/// never takes an unshipped batch for shipped.
+pub struct Receipt {
+    remaining: std::sync::atomic::AtomicUsize,
+    done: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Receipt {
+    /// A receipt for `parts` parts, and the receiver that resolves when all are acknowledged.
+    pub fn new(parts: usize) -> (Arc<Receipt>, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let receipt = Arc::new(Receipt {
+            remaining: std::sync::atomic::AtomicUsize::new(parts),
+            done: Mutex::new(Some(tx)),
+        });
+        if parts == 0 {
+            receipt.part_acked();
+        }
+        (receipt, rx)
+    }
+
+    fn part_acked(&self) {
+        let left = self
+            .remaining
+            .fetch_sub(1, Ordering::AcqRel)
+            .saturating_sub(1);
+        if left == 0
+            && let Some(tx) = self.done.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            let _ = tx.send(());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -240,13 +278,20 @@ impl Buffer {
 
     /// Makes the parts of one request durable (disk mode: fsynced) and returns their entries.
     /// `permit` is the request's memory; it is kept for in-memory copies when there is room.
+    ///
+    /// With a `receipt` the parts are volatile: kept in memory only (holding `permit` until
+    /// acknowledged), never written to disk, and the receipt is told of each acknowledgement.
+    /// The source of such parts must be able to produce them again after a crash.
     pub async fn append(
         self: &Arc<Self>,
         parts: Vec<NewPart>,
         permit: OwnedSemaphorePermit,
+        receipt: Option<Arc<Receipt>>,
     ) -> Result<Vec<Bound>, IngestError> {
+        let volatile = receipt.is_some();
         let kib = permit.num_permits() as u64;
         let keep = match self.config.mode {
+            _ if volatile => true,
             BufferMode::Memory => true,
             BufferMode::Disk => {
                 self.cached_kib.load(Ordering::Relaxed) + kib <= u64::from(self.memory_kib) / 2
@@ -254,7 +299,7 @@ impl Buffer {
         };
         let mut out = Vec::with_capacity(parts.len());
         let mut positions = Vec::with_capacity(parts.len());
-        if let Some(wal) = &self.wal {
+        if let Some(wal) = self.wal.as_ref().filter(|_| !volatile) {
             let mut encoded = Vec::with_capacity(parts.len());
             for p in &parts {
                 let header = DataHeader {
@@ -295,6 +340,9 @@ impl Buffer {
                 positions.push(None);
             }
         }
+        // Volatile parts are not copies of on-disk batches: they do not count against the
+        // share of memory such copies may take.
+        let kib = if volatile { 0 } else { kib };
         let hold = keep.then(|| {
             self.cached_kib.fetch_add(kib, Ordering::Relaxed);
             Arc::new(Hold {
@@ -336,6 +384,7 @@ impl Buffer {
                     position: pos.map(|(p, _)| p),
                     cached: hold.as_ref().map(|h| (p.batch, h.clone())),
                     route_segment: None,
+                    receipt: receipt.clone(),
                 },
             );
             out.push((entry, p.target));
@@ -483,7 +532,14 @@ impl Buffer {
 
     /// A live entry that cannot be read back (corrupt on disk): counted as lost and removed.
     pub fn lose(self: &Arc<Self>, id: u64, error: &str) {
-        let rows = self.lock().entries.get(&id).map_or(0, |m| m.entry.rows);
+        let rows = {
+            let mut state = self.lock();
+            // A lost part is not an acknowledged one: its receipt stays unresolved.
+            state.entries.get_mut(&id).map_or(0, |m| {
+                m.receipt = None;
+                m.entry.rows
+            })
+        };
         warn!(
             entry = id,
             rows, error, "buffered batch cannot be read back; it is lost"
@@ -499,7 +555,12 @@ impl Buffer {
 
     /// Sends a live entry to `target` from now on; durable before it returns (disk mode).
     pub async fn reroute(&self, id: u64, target: Arc<str>) -> Result<(), String> {
-        let segment = match &self.wal {
+        let volatile = self
+            .lock()
+            .entries
+            .get(&id)
+            .is_some_and(|m| m.receipt.is_some());
+        let segment = match self.wal.as_ref().filter(|_| !volatile) {
             Some(wal) => Some(segment_of(
                 wal.append_at(record::encode_route(id, &target))
                     .await
@@ -519,12 +580,18 @@ impl Buffer {
     /// Acknowledged entries leave the buffer; segments left without live entries are deleted
     /// in the background.
     pub fn ack(self: &Arc<Self>, ids: &[u64]) {
+        let mut durable = Vec::with_capacity(ids.len());
         {
             let mut state = self.lock();
             for id in ids {
                 let Some(meta) = state.entries.remove(id) else {
                     continue;
                 };
+                if let Some(receipt) = &meta.receipt {
+                    receipt.part_acked();
+                    continue;
+                }
+                durable.push(*id);
                 let key = (meta.entry.signal, meta.entry.tenant.clone());
                 if let Some(b) = state.key_bytes.get_mut(&key) {
                     *b = b.saturating_sub(meta.entry.bytes as u64);
@@ -536,7 +603,9 @@ impl Buffer {
                 }
             }
         }
-        self.write_acks(ids.to_vec());
+        if !durable.is_empty() {
+            self.write_acks(durable);
+        }
         self.update_gauges();
     }
 
@@ -658,6 +727,7 @@ fn replay(state: &mut State, pos: Position, payload: &[u8]) -> Result<(), String
                     position: Some(pos),
                     cached: None,
                     route_segment: None,
+                    receipt: None,
                 },
             );
         }

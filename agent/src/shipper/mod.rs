@@ -315,17 +315,33 @@ impl Shipper {
     }
 }
 
-#[async_trait]
-impl Ingest for Shipper {
-    async fn ingest(
+impl Shipper {
+    /// Accepts a batch whose source keeps it durable itself (a tailed file): it is routed and
+    /// shipped like any other, but never written to the disk buffer. The returned receiver
+    /// resolves once every part was acknowledged by its collector; it never resolves for a
+    /// batch that was not shipped (the source then reads it again after a restart).
+    pub async fn ingest_volatile(
         &self,
         tenant: &str,
         signal: Signal,
         batch: RecordBatch,
-    ) -> Result<(), IngestError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
+    ) -> Result<tokio::sync::oneshot::Receiver<()>, IngestError> {
+        let (permit, parts) = self.route(tenant, signal, batch)?;
+        let (receipt, done) = crate::buffer::Receipt::new(parts.len());
+        let entries = self.0.buffer.append(parts, permit, Some(receipt)).await?;
+        for (entry, target) in entries {
+            self.dispatch(entry, target);
         }
+        Ok(done)
+    }
+
+    /// Reserves memory for `batch` and splits it by the collector that owns each row now.
+    fn route(
+        &self,
+        tenant: &str,
+        signal: Signal,
+        batch: RecordBatch,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, Vec<NewPart>), IngestError> {
         if self.0.shutdown.is_cancelled() {
             return Err(IngestError::Unavailable("agent is shutting down".into()));
         }
@@ -365,7 +381,23 @@ impl Ingest for Shipper {
                 batch: part,
             });
         }
-        let entries = self.0.buffer.append(parts, permit).await?;
+        Ok((permit, parts))
+    }
+}
+
+#[async_trait]
+impl Ingest for Shipper {
+    async fn ingest(
+        &self,
+        tenant: &str,
+        signal: Signal,
+        batch: RecordBatch,
+    ) -> Result<(), IngestError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let (permit, parts) = self.route(tenant, signal, batch)?;
+        let entries = self.0.buffer.append(parts, permit, None).await?;
         for (entry, target) in entries {
             self.dispatch(entry, target);
         }

@@ -1,0 +1,811 @@
+//! The reading side of a file source, on a thread of its own: finds files, follows them
+//! through rotation and truncation, and turns their lines into batches of log records.
+//!
+//! Each round: the globs are expanded again when the discovery interval has passed; every
+//! file due for a poll is read (at most one chunk, so one busy file cannot starve the others,
+//! and the batch never grows much past its limit); records waiting in multiline aggregation
+//! past their timeout are emitted; files deleted or rotated out of the globs, read to their end
+//! and quiet for `rotate_wait`, are let go. A batch goes downstream when full or old enough,
+//! with the checkpoint of every file that moved since the last one.
+//!
+//! Invariants:
+//! - The checkpoint sent with a batch is, per file, the offset before which every byte is in
+//!   that batch or an earlier one (records still being joined are not yet past it).
+//! - Sending blocks when the batches in flight are at their limit: the tailer stops reading
+//!   rather than holding more in memory.
+//! - At most `max_open_files` files are open, except deleted files being finished (they cannot
+//!   be reopened); other files beyond it are closed while idle and reopened when they grow,
+//!   after their identity is checked again.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::checkpoint::Checkpoint;
+use super::config::{FileSourceConfig, StartAt};
+use super::framing::{FrameIssues, Framed, Framer};
+use super::identity::{FileKey, Fingerprint, compressed_magic, compressed_name, read_prefix};
+use super::k8s;
+use super::lines::LineSplitter;
+use super::metrics::SourceMetrics;
+use super::multiline::Multiline;
+use super::parse::MessageParser;
+
+/// What the tailer hands downstream, in order.
+pub(super) struct Outgoing {
+    pub batch: Option<RecordBatch>,
+    pub records: u64,
+    pub updates: Vec<Update>,
+}
+
+/// A change of the checkpoints, applied once everything sent before it was acknowledged.
+pub(super) enum Update {
+    Set(Checkpoint),
+    Forget(FileKey),
+}
+
+/// Largest read from one file in one poll.
+const CHUNK: usize = 1 << 20;
+
+/// Per-file values every record of the file shares.
+struct FileMeta {
+    path: String,
+    resource: Resource,
+}
+
+struct Tracked {
+    key: FileKey,
+    path: PathBuf,
+    meta: Arc<FileMeta>,
+    file: Option<File>,
+    fingerprint: Fingerprint,
+    lines: LineSplitter,
+    framer: Framer,
+    multiline: Option<Multiline>,
+    /// Size at the last poll.
+    size: u64,
+    last_growth: Instant,
+    next_poll: Instant,
+    idle: Duration,
+    /// Since when the path no longer leads to this file (deleted or rotated away).
+    gone_since: Option<Instant>,
+    reported: Option<Checkpoint>,
+}
+
+impl Tracked {
+    /// Offset before which every byte was emitted in a record (or dropped as a long line's rest).
+    fn safe_offset(&self) -> u64 {
+        [
+            Some(self.lines.consumed()),
+            self.framer.pending_start(),
+            self.multiline.as_ref().and_then(|m| m.pending_start()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0)
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            key: self.key,
+            fingerprint: self.fingerprint,
+            offset: self.safe_offset(),
+            path: self.meta.path.clone(),
+        }
+    }
+}
+
+/// Records of the batch being built, grouped by file.
+#[derive(Default)]
+struct Batch {
+    groups: Vec<(Arc<FileMeta>, Vec<LogRecord>)>,
+    index: HashMap<FileKey, usize>,
+    records: usize,
+    bytes: usize,
+    since: Option<Instant>,
+}
+
+pub(super) struct Tailer {
+    config: Arc<FileSourceConfig>,
+    name: String,
+    metrics: SourceMetrics,
+    parser: MessageParser,
+    host: String,
+    files: HashMap<FileKey, Tracked>,
+    /// Checkpoints found at start, until their files are found again.
+    restored: HashMap<FileKey, Checkpoint>,
+    /// No checkpoint existed: `start_at` applies to the files found by the first discovery.
+    first_start: bool,
+    discovered_once: bool,
+    open: usize,
+    /// Compressed files seen, not looked at again while they exist.
+    skipped: HashSet<FileKey>,
+    batch: Batch,
+    forgets: Vec<FileKey>,
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Outgoing>,
+    shutdown: CancellationToken,
+    last_flush: Instant,
+}
+
+impl Tailer {
+    pub(super) fn new(
+        config: Arc<FileSourceConfig>,
+        metrics: SourceMetrics,
+        restored: Vec<Checkpoint>,
+        first_start: bool,
+        tx: mpsc::Sender<Outgoing>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            name: config.resolved_name(),
+            parser: MessageParser::new(config.parser, config.pattern.as_deref()),
+            host: host_name(),
+            config,
+            metrics,
+            files: HashMap::new(),
+            restored: restored.into_iter().map(|c| (c.key, c)).collect(),
+            first_start,
+            discovered_once: false,
+            open: 0,
+            skipped: HashSet::new(),
+            batch: Batch::default(),
+            forgets: Vec::new(),
+            buf: Vec::new(),
+            tx,
+            shutdown,
+            last_flush: Instant::now(),
+        }
+    }
+
+    /// Runs until shutdown (or until downstream is gone).
+    pub(super) fn run(mut self) {
+        info!(source = %self.name, include = ?self.config.include, "file source started");
+        let mut next_discovery = Instant::now();
+        let poll = self.config.poll_interval();
+        let max_age = Duration::from_millis(self.config.batch_max_age_ms);
+        while !self.shutdown.is_cancelled() {
+            let now = Instant::now();
+            if now >= next_discovery {
+                self.discover(now);
+                next_discovery = now + self.config.discovery_interval();
+            }
+            let due: Vec<FileKey> = self
+                .files
+                .values()
+                .filter(|t| t.next_poll <= now)
+                .map(|t| t.key)
+                .collect();
+            let mut read_any = false;
+            for key in due {
+                if self.batch_full() && !self.flush() {
+                    return;
+                }
+                read_any |= self.poll(key, now) > 0;
+            }
+            self.expire(now);
+            self.release(now);
+            let old = self
+                .batch
+                .since
+                .is_some_and(|t| now.duration_since(t) >= max_age);
+            let idle_flush =
+                self.batch.records == 0 && now.duration_since(self.last_flush) >= max_age;
+            if (self.batch_full() || old || idle_flush) && !self.flush() {
+                return;
+            }
+            if !read_any {
+                std::thread::sleep(poll.min(next_discovery.saturating_duration_since(now)));
+            }
+        }
+        info!(source = %self.name, "file source stopped");
+    }
+
+    fn batch_full(&self) -> bool {
+        self.batch.records >= self.config.batch_max_records
+            || self.batch.bytes >= self.config.batch_max_bytes
+    }
+
+    /// Expands the globs: new files are tracked, files no longer found are marked gone.
+    fn discover(&mut self, now: Instant) {
+        let mut seen = HashSet::new();
+        let include = self.config.include.clone();
+        for pattern in &include {
+            let Ok(paths) = glob::glob(pattern) else {
+                continue;
+            };
+            // Unreadable directories are skipped by `flatten`, not fatal.
+            for path in paths.flatten() {
+                if self.excluded(&path) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                let key = FileKey::of(&meta);
+                if !seen.insert(key) {
+                    continue;
+                }
+                if let Some(t) = self.files.get_mut(&key) {
+                    t.gone_since = None;
+                    if t.path != path {
+                        debug!(from = %t.path.display(), to = %path.display(), "file renamed");
+                        t.meta = file_meta(&self.config, &self.host, &path);
+                        t.path = path;
+                    }
+                    continue;
+                }
+                if self.skipped.contains(&key) {
+                    continue;
+                }
+                self.track(key, path, meta.len(), now);
+            }
+        }
+        for t in self.files.values_mut() {
+            if !seen.contains(&t.key) && t.gone_since.is_none() {
+                debug!(path = %t.path.display(), "file deleted or rotated away; finishing it");
+                t.gone_since = Some(now);
+            }
+        }
+        self.skipped.retain(|k| seen.contains(k));
+        if !self.discovered_once {
+            self.discovered_once = true;
+            // Checkpoints of files that are gone for good.
+            self.forgets.extend(self.restored.drain().map(|(k, _)| k));
+        }
+        self.metrics.tracked_files.set(self.files.len() as i64);
+        self.metrics.open_files.set(self.open as i64);
+        let lag: u64 = self
+            .files
+            .values()
+            .map(|t| t.size.saturating_sub(t.lines.read_offset()))
+            .sum();
+        self.metrics.lag_bytes.set(lag as i64);
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        self.config
+            .exclude
+            .iter()
+            .filter_map(|g| glob::Pattern::new(g).ok())
+            .any(|p| p.matches_path(path))
+    }
+
+    fn track(&mut self, key: FileKey, path: PathBuf, size: u64, now: Instant) {
+        if compressed_name(&path) {
+            self.skip_compressed(key, &path);
+            return;
+        }
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                debug!(path = %path.display(), error = %e, "cannot open file");
+                self.metrics.skipped_unreadable.inc();
+                return;
+            }
+        };
+        let prefix = match read_prefix(&file, self.config.fingerprint_bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(path = %path.display(), error = %e, "cannot read file");
+                self.metrics.skipped_unreadable.inc();
+                return;
+            }
+        };
+        if compressed_magic(&prefix) {
+            self.skip_compressed(key, &path);
+            return;
+        }
+        let offset = match self.restored.remove(&key) {
+            Some(c) if c.fingerprint.matches(&prefix) && c.offset <= size => c.offset,
+            Some(c) if c.fingerprint.matches(&prefix) => {
+                // Shorter than where we were: truncated while the agent was down.
+                self.metrics.truncations.inc();
+                0
+            }
+            _ if self.first_start
+                && !self.discovered_once
+                && self.config.start_at == StartAt::End =>
+            {
+                size
+            }
+            _ => 0,
+        };
+        debug!(path = %path.display(), offset, "tailing file");
+        self.make_room();
+        let file = if self.open < self.config.max_open_files {
+            self.open += 1;
+            Some(file)
+        } else {
+            None
+        };
+        let c = &self.config;
+        let tracked = Tracked {
+            key,
+            meta: file_meta(c, &self.host, &path),
+            path,
+            file,
+            fingerprint: Fingerprint::of(&prefix),
+            lines: LineSplitter::new(c.max_line_bytes, c.long_lines, offset),
+            framer: Framer::new(c.format, c.max_line_bytes),
+            multiline: c
+                .multiline
+                .as_ref()
+                .and_then(|m| Multiline::new(m, c.max_line_bytes.saturating_mul(16))),
+            size,
+            last_growth: now,
+            next_poll: now,
+            idle: c.poll_interval(),
+            gone_since: None,
+            reported: None,
+        };
+        self.files.insert(key, tracked);
+    }
+
+    fn skip_compressed(&mut self, key: FileKey, path: &Path) {
+        debug!(path = %path.display(), "skipping compressed file");
+        self.skipped.insert(key);
+        self.metrics.skipped_compressed.inc();
+    }
+
+    /// At the open-file limit, closes the idle live file that grew least recently.
+    fn make_room(&mut self) {
+        if self.open < self.config.max_open_files {
+            return;
+        }
+        let victim = self
+            .files
+            .values()
+            .filter(|t| {
+                t.file.is_some() && t.gone_since.is_none() && t.lines.read_offset() >= t.size
+            })
+            .min_by_key(|t| t.last_growth)
+            .map(|t| t.key);
+        if let Some(t) = victim.and_then(|k| self.files.get_mut(&k)) {
+            t.file = None;
+            self.open -= 1;
+        }
+    }
+
+    /// Reopens a closed file if its path still leads to it and it grew.
+    fn reopen(&mut self, key: FileKey) -> bool {
+        let Some(t) = self.files.get(&key) else {
+            return false;
+        };
+        let Ok(meta) = std::fs::metadata(&t.path) else {
+            return false;
+        };
+        let unread = meta.len() != t.size || t.lines.read_offset() < meta.len();
+        if FileKey::of(&meta) != key || !unread {
+            return false;
+        }
+        self.make_room();
+        if self.open >= self.config.max_open_files {
+            // Every open file still has data to read: wait for one to reach its end.
+            return false;
+        }
+        let Some(t) = self.files.get_mut(&key) else {
+            return false;
+        };
+        match File::open(&t.path) {
+            Ok(f) => {
+                t.file = Some(f);
+                self.open += 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Reads what a file has past its offset (one chunk at most); returns the bytes read.
+    fn poll(&mut self, key: FileKey, now: Instant) -> usize {
+        let closed = self.files.get(&key).is_some_and(|t| t.file.is_none());
+        if closed && !self.reopen(key) {
+            if let Some(t) = self.files.get_mut(&key) {
+                t.idle = (t.idle * 2).min(self.config.discovery_interval());
+                t.next_poll = now + t.idle;
+            }
+            return 0;
+        }
+        let room = self
+            .config
+            .batch_max_bytes
+            .saturating_sub(self.batch.bytes)
+            .clamp(64 * 1024, CHUNK);
+        let Some(t) = self.files.get_mut(&key) else {
+            return 0;
+        };
+        let Some(file) = &t.file else {
+            return 0;
+        };
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(_) => return 0,
+        };
+        let mut replaced = size < t.lines.read_offset();
+        if !replaced && size != t.size && t.fingerprint.len > 0 {
+            match read_prefix(file, t.fingerprint.len as usize) {
+                Ok(prefix) => replaced = !t.fingerprint.matches(&prefix),
+                Err(_) => return 0,
+            }
+        }
+        let Self {
+            batch,
+            metrics,
+            parser,
+            buf,
+            config,
+            ..
+        } = self;
+        let mut out = Out {
+            batch,
+            metrics,
+            parser,
+            key,
+        };
+        if replaced {
+            // Truncated in place or rewritten (copytruncate): what was not read is gone.
+            let unread = t.size.saturating_sub(t.lines.consumed());
+            info!(path = %t.path.display(), unread_bytes = unread, "file truncated; reading it from its start");
+            metrics.truncations.inc();
+            metrics.truncated_unread_bytes.inc_by(unread);
+            finish_pending(t, &mut out);
+            t.lines.reset(0);
+            t.fingerprint = Fingerprint::of(&[]);
+        }
+        let from = t.lines.read_offset();
+        let mut read = 0;
+        if size > from {
+            let want = ((size - from) as usize).min(room);
+            buf.resize(want, 0);
+            let Some(file) = &t.file else {
+                return 0;
+            };
+            match file.read_at(&mut buf[..want], from) {
+                Ok(n) => read = n,
+                Err(e) => {
+                    warn!(path = %t.path.display(), error = %e, "cannot read file");
+                    return 0;
+                }
+            }
+            feed(t, &buf[..read], now, &mut out);
+            if (t.fingerprint.len as usize) < config.fingerprint_bytes
+                && let Some(file) = &t.file
+                && let Ok(prefix) = read_prefix(file, config.fingerprint_bytes)
+            {
+                t.fingerprint = Fingerprint::of(&prefix);
+            }
+        }
+        t.size = size;
+        if read > 0 {
+            t.last_growth = now;
+            t.idle = config.poll_interval();
+            // More to read: stay due.
+            t.next_poll = if t.lines.read_offset() < size {
+                now
+            } else {
+                now + t.idle
+            };
+        } else {
+            let quiet = now.duration_since(t.last_growth);
+            if t.lines.read_offset() > t.lines.consumed()
+                && quiet >= Duration::from_millis(config.partial_line_timeout_ms)
+            {
+                finish_line(t, now, &mut out);
+            }
+            if quiet > Duration::from_secs(1) {
+                t.idle = (t.idle * 2).min(config.discovery_interval());
+            }
+            t.next_poll = now + t.idle;
+        }
+        read
+    }
+
+    /// Emits records whose multiline timeout passed.
+    fn expire(&mut self, now: Instant) {
+        if self.config.multiline.is_none() {
+            return;
+        }
+        let Self {
+            files,
+            batch,
+            metrics,
+            parser,
+            ..
+        } = self;
+        for t in files.values_mut() {
+            if let Some(m) = &mut t.multiline
+                && m.deadline().is_some_and(|d| d <= now)
+            {
+                let mut out = Out {
+                    batch,
+                    metrics,
+                    parser,
+                    key: t.key,
+                };
+                m.expire(now, &mut |r| out.record(&t.meta, r));
+            }
+        }
+    }
+
+    /// Lets go of files that are gone, read to their end and quiet for `rotate_wait`.
+    fn release(&mut self, now: Instant) {
+        let wait = Duration::from_millis(self.config.rotate_wait_ms);
+        let done: Vec<FileKey> = self
+            .files
+            .values()
+            .filter(|t| {
+                t.gone_since.is_some_and(|g| {
+                    t.file.is_none()
+                        || (t.lines.read_offset() >= t.size
+                            && now.duration_since(g.max(t.last_growth)) >= wait)
+                })
+            })
+            .map(|t| t.key)
+            .collect();
+        for key in done {
+            let Some(mut t) = self.files.remove(&key) else {
+                continue;
+            };
+            if t.file.take().is_some() {
+                self.open -= 1;
+            }
+            let mut out = Out {
+                batch: &mut self.batch,
+                metrics: &self.metrics,
+                parser: &self.parser,
+                key,
+            };
+            // The file will not grow any more: its last line needs no newline.
+            finish_line(&mut t, now, &mut out);
+            finish_pending(&mut t, &mut out);
+            debug!(path = %t.path.display(), "file released");
+            self.metrics.released.inc();
+            self.forgets.push(key);
+        }
+    }
+
+    /// Sends the batch and the checkpoint changes downstream; false once downstream is gone.
+    fn flush(&mut self) -> bool {
+        self.last_flush = Instant::now();
+        let mut updates: Vec<Update> = self.forgets.drain(..).map(Update::Forget).collect();
+        for t in self.files.values_mut() {
+            let c = t.checkpoint();
+            if t.reported.as_ref() != Some(&c) {
+                t.reported = Some(c.clone());
+                updates.push(Update::Set(c));
+            }
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let records = batch.records as u64;
+        let batch = (records > 0).then(|| to_batch(batch.groups)).flatten();
+        if batch.is_none() && updates.is_empty() {
+            return true;
+        }
+        let out = Outgoing {
+            batch,
+            records,
+            updates,
+        };
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(out)) => {
+                self.metrics.backpressure.inc();
+                self.tx.blocking_send(out).is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Where the records of one file go while it is read.
+struct Out<'a> {
+    batch: &'a mut Batch,
+    metrics: &'a SourceMetrics,
+    parser: &'a MessageParser,
+    key: FileKey,
+}
+
+impl Out<'_> {
+    fn count(&self, issues: &FrameIssues) {
+        if issues.invalid_utf8 > 0 {
+            self.metrics.invalid_utf8.inc_by(issues.invalid_utf8);
+        }
+        if issues.malformed > 0 {
+            self.metrics.malformed.inc_by(issues.malformed);
+        }
+        if issues.cut > 0 {
+            self.metrics.long_lines.inc_by(issues.cut);
+        }
+    }
+
+    fn record(&mut self, meta: &Arc<FileMeta>, framed: Framed) {
+        let observed = now_ns();
+        let bytes = framed.text.len();
+        let parsed = self.parser.parse(framed.text);
+        if parsed.failed {
+            self.metrics.parse_failed.inc();
+        }
+        let mut attributes = Vec::with_capacity(2 + parsed.attributes.len());
+        attributes.push(string_kv("log.file.path", meta.path.clone()));
+        if let Some(s) = framed.stream {
+            attributes.push(string_kv("log.iostream", s.as_str().to_string()));
+        }
+        attributes.extend(parsed.attributes);
+        let (severity_number, severity_text) = parsed.severity.unwrap_or_default();
+        let time = parsed.time_ns.or(framed.time_ns).unwrap_or(observed);
+        let record = LogRecord {
+            time_unix_nano: time as u64,
+            observed_time_unix_nano: observed as u64,
+            severity_number,
+            severity_text,
+            body: Some(AnyValue {
+                value: Some(Value::StringValue(parsed.body)),
+            }),
+            attributes,
+            trace_id: parsed.trace_id,
+            span_id: parsed.span_id,
+            ..Default::default()
+        };
+        let b = &mut *self.batch;
+        let i = *b.index.entry(self.key).or_insert_with(|| {
+            b.groups.push((meta.clone(), Vec::new()));
+            b.groups.len() - 1
+        });
+        b.groups[i].1.push(record);
+        b.records += 1;
+        b.bytes += bytes;
+        b.since.get_or_insert_with(Instant::now);
+        self.metrics.records.inc();
+        self.metrics.bytes.inc_by(bytes as u64);
+    }
+}
+
+/// Splits, frames, joins and parses the bytes read from a file.
+fn feed(t: &mut Tracked, bytes: &[u8], now: Instant, out: &mut Out<'_>) {
+    let mut issues = FrameIssues::default();
+    let meta = t.meta.clone();
+    let Tracked {
+        lines,
+        framer,
+        multiline,
+        ..
+    } = t;
+    lines.feed(bytes, &mut |line| {
+        framer.push(&line, &mut issues, &mut |f| match multiline {
+            Some(m) => m.push(f, now, &mut |r| out.record(&meta, r)),
+            None => out.record(&meta, f),
+        });
+    });
+    out.count(&issues);
+}
+
+/// Emits the file's incomplete last line as a line.
+fn finish_line(t: &mut Tracked, now: Instant, out: &mut Out<'_>) {
+    let mut issues = FrameIssues::default();
+    let meta = t.meta.clone();
+    let Tracked {
+        lines,
+        framer,
+        multiline,
+        ..
+    } = t;
+    lines.finish(&mut |line| {
+        framer.push(&line, &mut issues, &mut |f| match multiline {
+            Some(m) => m.push(f, now, &mut |r| out.record(&meta, r)),
+            None => out.record(&meta, f),
+        });
+    });
+    out.count(&issues);
+}
+
+/// Emits what framing and multiline aggregation hold for a file.
+fn finish_pending(t: &mut Tracked, out: &mut Out<'_>) {
+    let meta = t.meta.clone();
+    let now = Instant::now();
+    if let Some(f) = t.framer.flush() {
+        match &mut t.multiline {
+            Some(m) => m.push(f, now, &mut |r| out.record(&meta, r)),
+            None => out.record(&meta, f),
+        }
+    }
+    if let Some(r) = t.multiline.as_mut().and_then(|m| m.flush()) {
+        out.record(&meta, r);
+    }
+}
+
+fn to_batch(groups: Vec<(Arc<FileMeta>, Vec<LogRecord>)>) -> Option<RecordBatch> {
+    let resource_logs: Vec<ResourceLogs> = groups
+        .into_iter()
+        .map(|(meta, log_records)| ResourceLogs {
+            resource: Some(meta.resource.clone()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "strata.file".into(),
+                    ..Default::default()
+                }),
+                log_records,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        })
+        .collect();
+    match strata_schema::logs::to_batch(&resource_logs) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            // Only a bug can get here: every record is built above from valid parts.
+            warn!(error = %e, "cannot build a batch of log records");
+            None
+        }
+    }
+}
+
+fn file_meta(config: &FileSourceConfig, host: &str, path: &Path) -> Arc<FileMeta> {
+    let pod = k8s::pod_log(path);
+    let service = match (&pod, config.service.as_str()) {
+        (_, s) if !s.is_empty() => s.to_string(),
+        (Some(p), _) => p.container.clone(),
+        (None, _) => "unknown_service".to_string(),
+    };
+    let mut attributes = vec![
+        string_kv("service.name", service),
+        string_kv("host.name", host.to_string()),
+    ];
+    if let Some(p) = &pod {
+        attributes.extend(p.attributes().into_iter().map(|(k, v)| string_kv(k, v)));
+    }
+    for (k, v) in &config.resource {
+        attributes.retain(|kv| &kv.key != k);
+        attributes.push(string_kv(k, v.clone()));
+    }
+    Arc::new(FileMeta {
+        path: path.display().to_string(),
+        resource: Resource {
+            attributes,
+            ..Default::default()
+        },
+    })
+}
+
+fn string_kv(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The node's host name (`host.name` on every record).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
