@@ -3,8 +3,10 @@
 
 Starts Strata from a release build, either as one `strata standalone` process or as N
 collectors + one agent + the query service, then runs the case's phases one after the other.
-A phase is one strata-loadgen run (traces, logs or metrics, over OTLP/gRPC or OTLP/HTTP). After
-each phase the runner waits until every acknowledged item is queryable (freshness) and records,
+A phase is one strata-loadgen run (traces, logs or metrics, over OTLP/gRPC or OTLP/HTTP), or a
+`tail` phase: a log file of generated plain or JSON lines is written aside, then renamed into a
+directory the agent's file source watches, and the phase lasts until the collector acknowledged
+every line (the file source's `acked_records`). After each phase the runner waits until every acknowledged item is queryable (freshness) and records,
 for each Strata process, its CPU seconds (utime + stime from /proc) and peak RSS (VmHWM, reset
 per phase through /proc/PID/clear_refs), the Parquet bytes the phase added to storage, and the
 load generator's throughput and ack latency. Optional extras:
@@ -121,8 +123,9 @@ class Cluster:
         qport = free_port()
         self.query = f"http://127.0.0.1:{qport}"
         strata = args_strata or os.path.join(BIN, "strata")
+        config = self.tail_config(case)
         if self.mode == "standalone":
-            p = self.start("strata", [strata, "standalone", "--data-dir", os.path.join(work, "standalone"),
+            p = self.start("strata", [strata, *config, "standalone", "--data-dir", os.path.join(work, "standalone"),
                                       "--storage", self.storage,
                                       "--otlp-grpc", f"127.0.0.1:{self.grpc}",
                                       "--otlp-http", f"127.0.0.1:{self.http}",
@@ -140,12 +143,26 @@ class Cluster:
                                               "--flight", f"127.0.0.1:{flight}", "--http", f"127.0.0.1:{http}"])
             wait_ready(f"http://127.0.0.1:{http}/ready", p)
             flights.append(f"127.0.0.1:{flight}")
-        p = self.start("agent", [strata, "agent", "--data-dir", os.path.join(work, "agent"),
+        p = self.start("agent", [strata, *config, "agent", "--data-dir", os.path.join(work, "agent"),
                                  "--otlp-grpc", f"127.0.0.1:{self.grpc}", "--otlp-http", f"127.0.0.1:{self.http}",
                                  "--collectors", ",".join(flights)])
         wait_ready(f"http://127.0.0.1:{self.http}/ready", p)
         p = self.start("query", [strata, "query", "--storage", self.storage, "--http", f"127.0.0.1:{qport}"])
         wait_ready(self.query + "/ready", p)
+
+    def tail_config(self, case):
+        """`--config FILE` with one file source per tail phase (`tail/<phase>/*.log`), if any."""
+        tails = [p for p in case.get("phases", []) if "tail" in p]
+        if not tails:
+            return []
+        path = os.path.join(self.work, "agent.toml")
+        with open(path, "w") as f:
+            for p in tails:
+                d = os.path.join(self.work, "tail", p["name"])
+                os.makedirs(d)
+                f.write(f'[[agent.files]]\nname = "{p["name"]}"\ninclude = ["{d}/*.log"]\n'
+                        f'parser = "{p["tail"].get("parser", "none")}"\n')
+        return ["--config", path]
 
     def start(self, name, argv):
         log = open(os.path.join(self.work, f"{name}.log"), "w")
@@ -225,7 +242,97 @@ def expand_globs(argv):
     return out
 
 
+LEVELS = ["INFO"] * 6 + ["DEBUG"] * 2 + ["WARN", "ERROR"]
+WORDS = ["request", "served", "cache", "miss", "user", "session", "order", "payment", "retry", "upstream",
+         "timeout", "connection", "reset", "queue", "worker", "flushed", "segment", "checkpoint"]
+
+
+def tail_lines(kind, n, seed=7):
+    """`n` log lines, plain (log4j-like) or JSON, about 130 bytes each, as one bytes object."""
+    import random
+    rnd = random.Random(seed)
+    t0 = 1_714_557_600
+    out = []
+    for i in range(n):
+        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t0 + i // 1000)) + f",{i % 1000:03d}"
+        level = LEVELS[i % len(LEVELS)]
+        msg = " ".join(rnd.choice(WORDS) for _ in range(6)) + f" id={rnd.randrange(1 << 30)} took={rnd.randrange(900)}ms"
+        if kind == "json":
+            out.append(json.dumps({"time": ts.replace(" ", "T").replace(",", ".") + "Z", "level": level.lower(),
+                                   "logger": f"svc.component{i % 17}", "msg": msg, "user": rnd.randrange(10000)}))
+        else:
+            out.append(f"{ts} {level} [worker-{i % 8}] svc.component{i % 17}: {msg}")
+    return ("\n".join(out) + "\n").encode()
+
+
+def agent_metric(cluster, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.http}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name))
+
+
+def run_tail_phase(cluster, phase, args):
+    """Writes the phase's file aside, renames it into the watched directory, and measures until
+    the collector acknowledged every line."""
+    spec = phase["tail"]
+    n, kind = spec["lines"], spec.get("format", "plain")
+    data = tail_lines(kind, n)
+    d = os.path.join(cluster.work, "tail", phase["name"])
+    staged = os.path.join(d, "input.staged")
+    with open(staged, "wb") as f:
+        f.write(data)
+    rows_before = sql(cluster.query, "SELECT count(*) FROM logs")[0][0]
+    bytes_before = parquet_bytes(signal_dir(cluster.storage, "logs"))
+    for p in cluster.procs.values():
+        reset_peak_rss(p.pid)
+    before = cluster.stats()
+    acked_name = f'strata_agent_file_acked_records_total{{source="{phase["name"]}"}}'
+    recorders = start_profiles(cluster, args.profile, phase["name"]) if args.profile else []
+    start = time.time()
+    os.rename(staged, os.path.join(d, "input.log"))
+    deadline = start + 600
+    while time.time() < deadline and agent_metric(cluster, acked_name) < n:
+        time.sleep(0.05)
+    acked_at = time.time()
+    after = cluster.stats()
+    tops = stop_profiles(recorders, args.profile, phase["name"]) if recorders else None
+    rows = rows_before
+    while time.time() < acked_at + 300:
+        rows = sql(cluster.query, "SELECT count(*) FROM logs")[0][0]
+        if rows - rows_before >= n:
+            break
+        time.sleep(0.2)
+    visible_after = time.time() - acked_at
+    stored = parquet_bytes(signal_dir(cluster.storage, "logs")) - bytes_before
+    seconds = acked_at - start
+
+    def cpu(names):
+        return sum(after[k]["cpu_seconds"] - before[k]["cpu_seconds"] for k in names)
+
+    agent_cpu, collector_cpu = cpu(cluster.agent_side()), cpu(cluster.collector_side())
+    mb = len(data) / 1e6
+    load = {"acked": int(agent_metric(cluster, acked_name)), "sent": n, "refused": 0, "failed": 0,
+            "protocol": f"file ({kind} lines)", "per_second": n / seconds, "seconds": seconds,
+            "mb_per_second": mb / seconds, "ack_latency_ms_p50": 0.0, "ack_latency_ms_p99": 0.0}
+    return {
+        "name": phase["name"], "signal": "logs", "unit": "log line", "load": load, "tail": True,
+        "stored_rows": rows - rows_before, "all_visible": rows - rows_before >= n,
+        "seconds_until_queryable": visible_after,
+        "storage_bytes": stored, "bytes_per_item": stored / n,
+        "raw_bytes": len(data), "compression_ratio": len(data) / stored if stored else None,
+        "agent_cpu_us_per_item": agent_cpu / n * 1e6,
+        "collector_cpu_us_per_item": collector_cpu / n * 1e6,
+        "agent_mb_per_cpu_second": mb / agent_cpu if agent_cpu else None,
+        "path_mb_per_cpu_second": mb / (agent_cpu + collector_cpu) if agent_cpu + collector_cpu else None,
+        "peak_rss_bytes": {k: v["peak_rss_bytes"] for k, v in after.items()},
+        "cpu_seconds": {k: after[k]["cpu_seconds"] - before[k]["cpu_seconds"] for k in after},
+        **({"profile_top": tops} if tops else {}),
+    }
+
+
 def run_phase(cluster, phase, args, ids_file):
+    if "tail" in phase:
+        return run_tail_phase(cluster, phase, args)
     signal = phase.get("signal", "traces")
     loadgen = expand_globs(phase["loadgen"])
     if loadgen is None:
@@ -422,7 +529,13 @@ def markdown(result):
         row(f"{unit}s acked / sent", f"{load['acked']:,} / {load['sent']:,} (refused {load['refused']:,}, "
                                      f"failed {load['failed']:,}) over {load['protocol']}")
         row(f"{unit}s/s end-to-end", f"{load['per_second']:,.0f}")
-        row("ack latency p50 / p99", f"{load['ack_latency_ms_p50']:.1f} ms / {load['ack_latency_ms_p99']:.1f} ms")
+        if p.get("tail"):
+            row("MB/s of lines, file to collector ack", f"{load['mb_per_second']:.1f}")
+            row("MB of lines per agent CPU second", f"{p['agent_mb_per_cpu_second']:.1f}")
+            if result["mode"] != "standalone":
+                row("MB of lines per CPU second, agent + collector", f"{p['path_mb_per_cpu_second']:.1f}")
+        else:
+            row("ack latency p50 / p99", f"{load['ack_latency_ms_p50']:.1f} ms / {load['ack_latency_ms_p99']:.1f} ms")
         who = "agent + collector + query (one process)" if result["mode"] == "standalone" else "agent"
         row(f"{who} CPU µs per {unit}", f"{p['agent_cpu_us_per_item']:.2f}")
         if result["mode"] != "standalone":

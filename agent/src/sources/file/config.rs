@@ -165,7 +165,7 @@ impl Default for FileSourceConfig {
             batch_max_records: 8192,
             batch_max_bytes: 4 << 20,
             batch_max_age_ms: 200,
-            max_inflight_batches: 8,
+            max_inflight_batches: 4,
         }
     }
 }

@@ -105,11 +105,12 @@ impl Framer {
         issues: &mut FrameIssues,
         emit: &mut impl FnMut(Framed),
     ) {
-        let text = match String::from_utf8_lossy(line.bytes) {
-            Cow::Borrowed(s) => Cow::Borrowed(s),
-            Cow::Owned(s) => {
+        // `from_utf8` is the fast check; the lossy pass only runs on bad bytes.
+        let text = match std::str::from_utf8(line.bytes) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => {
                 issues.invalid_utf8 += 1;
-                Cow::Owned(s)
+                String::from_utf8_lossy(line.bytes)
             }
         };
         if line.cut {

@@ -16,6 +16,7 @@ pub struct FileMetrics {
     issues: Family<Labels, Counter>,
     truncations: Family<Labels, Counter>,
     truncated_unread_bytes: Family<Labels, Counter>,
+    truncated_recovered_bytes: Family<Labels, Counter>,
     released: Family<Labels, Counter>,
     skipped: Family<Labels, Counter>,
     open_files: Family<Labels, Gauge>,
@@ -51,6 +52,11 @@ impl FileMetrics {
             "truncated_unread_bytes",
             "Bytes a file was known to hold but had not been read when it was truncated: lost",
             m.truncated_unread_bytes.clone(),
+        );
+        r.register(
+            "truncated_recovered_bytes",
+            "Bytes of a truncated file not read yet, read from the copy copytruncate made",
+            m.truncated_recovered_bytes.clone(),
         );
         r.register(
             "released",
@@ -113,6 +119,7 @@ impl FileMetrics {
             parse_failed: get(&self.issues, name, Some(("kind", "parse"))),
             truncations: get(&self.truncations, name, None),
             truncated_unread_bytes: get(&self.truncated_unread_bytes, name, None),
+            truncated_recovered_bytes: get(&self.truncated_recovered_bytes, name, None),
             released: get(&self.released, name, None),
             skipped_compressed: get(&self.skipped, name, Some(("reason", "compressed"))),
             skipped_unreadable: get(&self.skipped, name, Some(("reason", "unreadable"))),
@@ -137,6 +144,7 @@ pub struct SourceMetrics {
     pub parse_failed: Counter,
     pub truncations: Counter,
     pub truncated_unread_bytes: Counter,
+    pub truncated_recovered_bytes: Counter,
     pub released: Counter,
     pub skipped_compressed: Counter,
     pub skipped_unreadable: Counter,

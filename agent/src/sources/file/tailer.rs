@@ -8,6 +8,10 @@
 //! and quiet for `rotate_wait`, are let go. A batch goes downstream when full or old enough,
 //! with the checkpoint of every file that moved since the last one.
 //!
+//! A file found shorter than what was read, or whose first bytes changed, was truncated or
+//! rewritten in place: before it is read again from its start, the rest of its old content is
+//! read from the copy `copytruncate` left next to it, when there is one ([`find_copy`]).
+//!
 //! Invariants:
 //! - The checkpoint sent with a batch is, per file, the offset before which every byte is in
 //!   that batch or an earlier one (records still being joined are not yet past it).
@@ -121,6 +125,7 @@ struct Batch {
 
 pub(super) struct Tailer {
     config: Arc<FileSourceConfig>,
+    exclude: Vec<glob::Pattern>,
     name: String,
     metrics: SourceMetrics,
     parser: MessageParser,
@@ -152,6 +157,12 @@ impl Tailer {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            // Validated before the source starts.
+            exclude: config
+                .exclude
+                .iter()
+                .filter_map(|g| glob::Pattern::new(g).ok())
+                .collect(),
             name: config.resolved_name(),
             parser: MessageParser::new(config.parser, config.pattern.as_deref()),
             host: host_name(),
@@ -281,11 +292,7 @@ impl Tailer {
     }
 
     fn excluded(&self, path: &Path) -> bool {
-        self.config
-            .exclude
-            .iter()
-            .filter_map(|g| glob::Pattern::new(g).ok())
-            .any(|p| p.matches_path(path))
+        self.exclude.iter().any(|p| p.matches_path(path))
     }
 
     fn track(&mut self, key: FileKey, path: PathBuf, size: u64, now: Instant) {
@@ -461,11 +468,33 @@ impl Tailer {
             key,
         };
         if replaced {
-            // Truncated in place or rewritten (copytruncate): what was not read is gone.
-            let unread = t.size.saturating_sub(t.lines.consumed());
-            info!(path = %t.path.display(), unread_bytes = unread, "file truncated; reading it from its start");
+            // Truncated in place or rewritten. Under `copytruncate` the rest of the old content
+            // is in the copy logrotate made just before: finish it from there. Without a copy,
+            // what was not read is gone; the part known to exist is counted.
+            let from = t.lines.read_offset();
+            let (recovered, copy) = match find_copy(&t.path, &t.fingerprint, from) {
+                Some((copy_path, copy)) => (
+                    read_rest(t, &copy, from, buf, now, &mut out),
+                    Some(copy_path),
+                ),
+                None => (0, None),
+            };
+            let unread = if copy.is_some() {
+                0
+            } else {
+                t.size.saturating_sub(t.lines.consumed())
+            };
+            info!(
+                path = %t.path.display(),
+                copy = ?copy,
+                recovered_bytes = recovered,
+                unread_bytes = unread,
+                "file truncated; reading it from its start"
+            );
             metrics.truncations.inc();
             metrics.truncated_unread_bytes.inc_by(unread);
+            metrics.truncated_recovered_bytes.inc_by(recovered);
+            finish_line(t, now, &mut out);
             finish_pending(t, &mut out);
             t.lines.reset(0);
             t.fingerprint = Fingerprint::of(&[]);
@@ -695,6 +724,74 @@ fn feed(t: &mut Tracked, bytes: &[u8], now: Instant, out: &mut Out<'_>) {
         });
     });
     out.count(&issues);
+}
+
+/// Most bytes read back from a `copytruncate` copy at one truncation.
+const MAX_RECOVERY: u64 = 256 << 20;
+
+/// The copy `copytruncate` made of the file at `path` before truncating it: a file next to it
+/// whose name starts like the file's (`app.log.1`, `app-20240501.log`), not compressed, at least
+/// `offset` bytes long, that starts with the bytes the file started with (the newest if several).
+fn find_copy(path: &Path, fingerprint: &Fingerprint, offset: u64) -> Option<(PathBuf, File)> {
+    if fingerprint.len == 0 {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    let mut best: Option<(SystemTime, PathBuf, File)> = None;
+    for entry in std::fs::read_dir(path.parent()?).ok()?.flatten() {
+        let candidate = entry.path();
+        let named_like = candidate
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(stem));
+        if candidate == path || !named_like || compressed_name(&candidate) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() < offset {
+            continue;
+        }
+        let Ok(file) = File::open(&candidate) else {
+            continue;
+        };
+        let matches = read_prefix(&file, fingerprint.len as usize)
+            .is_ok_and(|prefix| fingerprint.matches(&prefix));
+        let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+        if matches && best.as_ref().is_none_or(|(m, _, _)| modified > *m) {
+            best = Some((modified, candidate, file));
+        }
+    }
+    best.map(|(_, p, f)| (p, f))
+}
+
+/// Reads `copy` from `from` to its end (bounded) into the file's pipeline; returns the bytes.
+fn read_rest(
+    t: &mut Tracked,
+    copy: &File,
+    from: u64,
+    buf: &mut Vec<u8>,
+    now: Instant,
+    out: &mut Out<'_>,
+) -> u64 {
+    let end = copy
+        .metadata()
+        .map_or(from, |m| m.len())
+        .min(from + MAX_RECOVERY);
+    let mut at = from;
+    while at < end {
+        let want = ((end - at) as usize).min(CHUNK);
+        buf.resize(want, 0);
+        match copy.read_at(&mut buf[..want], at) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                feed(t, &buf[..n], now, out);
+                at += n as u64;
+            }
+        }
+    }
+    at - from
 }
 
 /// Emits the file's incomplete last line as a line.
