@@ -62,6 +62,29 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_daemonset_config_parses_and_validates() {
+        let manifest = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/agent-daemonset.yaml"),
+        )
+        .unwrap();
+        // The ConfigMap's `strata.toml: |` block, unindented.
+        let toml: String = manifest
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("strata.toml: |"))
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, toml).unwrap();
+        let c = load(Some(&path)).unwrap();
+        c.agent.validate().unwrap();
+        assert_eq!(c.agent.files.len(), 1);
+        assert_eq!(c.agent.files[0].include, ["/var/log/pods/*/*/*.log"]);
+    }
+
+    #[test]
     fn unknown_fields_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -502,6 +502,69 @@ fn a_stalled_collector_stops_the_tailer_not_the_memory() {
 }
 
 #[test]
+fn start_position_for_files_found_at_the_first_start_and_deleted_files_are_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let old = logs.join("old.log");
+    std::fs::write(&old, "old 1\nold 2\nold 3\n").unwrap();
+    let glob = logs.join("*.log");
+    let s = standalone(
+        dir.path(),
+        "start-at-end",
+        &source("logs", &[&glob], "start_at = \"end\""),
+    );
+    let q = s.query.as_str();
+    let metrics = || get(&format!("{}/metrics", s.agent_http)).1;
+    eventually(Duration::from_secs(30), "old.log tracked", || {
+        metric(&metrics(), "strata_agent_file_tracked_files") == 1
+    });
+    // Already there at the first start: only what comes next. New files: from their start.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&old)
+        .unwrap()
+        .write_all(b"old 4\n")
+        .unwrap();
+    let new = logs.join("new.log");
+    std::fs::write(&new, "new 1\nnew 2\n").unwrap();
+    eventually(Duration::from_secs(30), "old 4 and new.log", || {
+        scalar(q, "SELECT count(*) FROM logs") >= 3
+    });
+    // A file deleted while it is read is finished, then let go: stop the process, append,
+    // delete, let it go on.
+    s.proc.signal("STOP");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&new).unwrap();
+    for i in 3..=1000 {
+        writeln!(f, "new {i}").unwrap();
+    }
+    drop(f);
+    std::fs::remove_file(&new).unwrap();
+    s.proc.signal("CONT");
+    eventually(
+        Duration::from_secs(60),
+        "the deleted file read to its end",
+        || scalar(q, "SELECT count(*) FROM logs WHERE body LIKE 'new %'") >= 1000,
+    );
+    eventually(Duration::from_secs(30), "the deleted file let go", || {
+        let m = metrics();
+        metric(&m, "strata_agent_file_released_total") == 1
+            && metric(&m, "strata_agent_file_open_files") == 1
+    });
+    settle(q, Duration::from_secs(10), Duration::from_secs(1));
+    let v = sql(
+        q,
+        "SELECT count(*), count(DISTINCT body), min(body) FROM logs WHERE body LIKE 'old %'",
+    );
+    assert_eq!(v["rows"], serde_json::json!([[1, 1, "old 4"]]));
+    let v = sql(
+        q,
+        "SELECT count(*), count(DISTINCT body) FROM logs WHERE body LIKE 'new %'",
+    );
+    assert_eq!(v["rows"], serde_json::json!([[1000, 1000]]));
+}
+
+#[test]
 fn files_with_the_same_header_and_files_that_start_empty_are_all_read() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");

@@ -114,7 +114,8 @@ impl LineSplitter {
 
     /// An incomplete line already longer than the limit is cut now, not when it ends.
     fn cut_carry(&mut self, emit: &mut impl FnMut(Line<'_>)) {
-        while self.carry.len() > self.max {
+        // A trailing `\r` may be half of the line's `\r\n`: it does not count yet.
+        while trim_cr(&self.carry).len() > self.max {
             let start = self.consumed;
             let end = start + self.max as u64;
             emit(Line {
@@ -254,5 +255,46 @@ mod tests {
         s.finish(&mut |l| out.push(l.bytes.to_vec()));
         assert_eq!(out, vec![b"a".to_vec(), b"bc".to_vec()]);
         assert_eq!(s.consumed(), 14);
+    }
+
+    proptest::proptest! {
+        /// However the bytes are cut into reads, the lines and their offsets are those of the
+        /// whole, and `consumed` is the end of the last complete line.
+        #[test]
+        fn chunking_does_not_change_the_lines(
+            text in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'b', b'\n', b'\r', 0xe9]), 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..20),
+            max in 4usize..64,
+            split in proptest::bool::ANY,
+        ) {
+            let mode = if split { LongLines::Split } else { LongLines::Truncate };
+            let mut whole = Vec::new();
+            let mut s = LineSplitter::new(max, mode, 0);
+            s.feed(&text, &mut |l| whole.push((l.bytes.to_vec(), l.start, l.end, l.cut)));
+            let whole_consumed = s.consumed();
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|c| *c <= text.len()).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut s = LineSplitter::new(max, mode, 0);
+            let mut at = 0;
+            for c in cuts.into_iter().chain([text.len()]) {
+                s.feed(&text[at..c], &mut |l| pieces.push((l.bytes.to_vec(), l.start, l.end, l.cut)));
+                at = c;
+            }
+            // A long line cut before its newline arrived is emitted earlier, with an earlier
+            // end; its bytes and start are the same.
+            let strip = |v: &[(Vec<u8>, u64, u64, bool)]| -> Vec<(Vec<u8>, u64)> {
+                v.iter().map(|(b, st, _, _)| (b.clone(), *st)).collect()
+            };
+            proptest::prop_assert_eq!(strip(&pieces), strip(&whole));
+            proptest::prop_assert_eq!(s.consumed(), whole_consumed);
+            let last_newline = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i as u64 + 1);
+            proptest::prop_assert!(s.consumed() >= last_newline);
+            for (bytes, start, end, _) in &pieces {
+                proptest::prop_assert!(bytes.len() <= max);
+                proptest::prop_assert!(start <= end && *end <= text.len() as u64);
+            }
+        }
     }
 }

@@ -865,6 +865,11 @@ fn file_meta(config: &FileSourceConfig, host: &str, path: &Path) -> Arc<FileMeta
         string_kv("service.name", service),
         string_kv("host.name", host.to_string()),
     ];
+    if let Ok(node) = std::env::var("K8S_NODE_NAME")
+        && !node.is_empty()
+    {
+        attributes.push(string_kv("k8s.node.name", node));
+    }
     if let Some(p) = &pod {
         attributes.extend(p.attributes().into_iter().map(|(k, v)| string_kv(k, v)));
     }
@@ -897,12 +902,49 @@ fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// The node's host name (`host.name` on every record).
+/// The node's host name (`host.name` on every record): `K8S_NODE_NAME` when set (in a pod the
+/// kernel's host name is the pod's), else the kernel's.
 fn host_name() -> String {
+    if let Ok(node) = std::env::var("K8S_NODE_NAME")
+        && !node.is_empty()
+    {
+        return node;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copytruncate_copy_is_the_newest_matching_file_named_like_the_original() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let old = b"2024-05-01 first line\nsecond line\nthird line\n";
+        let fingerprint = Fingerprint::of(&old[..20]);
+        std::fs::write(&path, b"new content\n").expect("write");
+        let write = |name: &str, bytes: &[u8], age_secs: u64| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).expect("write");
+            let f = File::options().write(true).open(&p).expect("open");
+            f.set_modified(SystemTime::now() - Duration::from_secs(age_secs))
+                .expect("mtime");
+        };
+        write("app.log.2", old, 60);
+        write("app.log.1", old, 1);
+        // Same bytes, but named like another file; or too short; or compressed.
+        write("other.log", old, 0);
+        write("app.log.3", &old[..25], 0);
+        write("app.log.4.gz", old, 0);
+        let (found, _) = find_copy(&path, &fingerprint, 30).expect("a copy");
+        assert_eq!(found, dir.path().join("app.log.1"));
+        assert!(find_copy(&path, &Fingerprint::of(b"something else"), 0).is_none());
+        assert!(find_copy(&path, &fingerprint, 1000).is_none());
+    }
 }
