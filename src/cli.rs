@@ -254,5 +254,17 @@ mod tests {
         assert_eq!(agent.files.len(), 1);
         assert_eq!(agent.files[0].include, ["/var/log/*.log", "/srv/app/*.log"]);
         agent.validate().unwrap();
+        let cli = Cli::try_parse_from(["strata", "agent", "--tail", "/var/log/*.log"]).unwrap();
+        let Some(Command::Agent(args)) = cli.command else {
+            panic!("not agent")
+        };
+        let agent = args.apply(AgentConfig::default());
+        assert_eq!(agent.files[0].include, ["/var/log/*.log"]);
+        // Without --tail, no file source.
+        let cli = Cli::try_parse_from(["strata", "agent"]).unwrap();
+        let Some(Command::Agent(args)) = cli.command else {
+            panic!("not agent")
+        };
+        assert!(args.apply(AgentConfig::default()).files.is_empty());
     }
 }

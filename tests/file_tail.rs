@@ -299,6 +299,50 @@ fn copytruncate_rotation_has_no_duplicates_and_counts_truncations() {
     drop(s.proc);
 }
 
+#[test]
+fn a_file_copytruncated_while_the_agent_was_down_is_finished_from_its_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    let cfg = source("app", &[&app], "");
+    let append = |from: u64, to: u64| {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&app)
+            .unwrap();
+        for i in from..to {
+            writeln!(f, "{}", seq_line(i)).unwrap();
+        }
+    };
+    append(0, 1000);
+    let s = standalone(dir.path(), "down-1", &cfg);
+    eventually(Duration::from_secs(30), "the first lines", || {
+        stored(&s.query).1 == 1000
+    });
+    let mut proc = s.proc;
+    assert!(proc.terminate(Duration::from_secs(30)), "clean shutdown");
+    // While the agent is down: more lines, then logrotate copytruncate, then new lines.
+    append(1000, 1500);
+    std::fs::copy(&app, logs.join("app.log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .and_then(|f| f.set_len(0))
+        .unwrap();
+    append(1500, 1700);
+    let s = standalone(dir.path(), "down-2", &cfg);
+    eventually(Duration::from_secs(30), "every line", || {
+        stored(&s.query).1 >= 1700
+    });
+    settle(&s.query, Duration::from_secs(10), Duration::from_secs(1));
+    assert_exact_sequence(&s.query, 1700);
+    let m = get(&format!("{}/metrics", s.agent_http)).1;
+    assert_eq!(metric(&m, "strata_agent_file_truncations_total"), 1);
+    assert!(metric(&m, "strata_agent_file_truncated_recovered_bytes_total") > 0);
+}
+
 /// A tiny deterministic generator for the kill times (seed printed for reruns).
 struct XorShift(u64);
 
@@ -551,12 +595,25 @@ fn start_position_for_files_found_at_the_first_start_and_deleted_files_are_finis
         metric(&m, "strata_agent_file_released_total") == 1
             && metric(&m, "strata_agent_file_open_files") == 1
     });
+    // Truncated in place (no copy next to it): read again from its start, counted.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&old)
+        .and_then(|f| f.set_len(0))
+        .unwrap();
+    std::fs::write(&old, "old 5\n").unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the truncated file read again",
+        || scalar(q, "SELECT count(*) FROM logs WHERE body = 'old 5'") == 1,
+    );
+    assert_eq!(metric(&metrics(), "strata_agent_file_truncations_total"), 1);
     settle(q, Duration::from_secs(10), Duration::from_secs(1));
     let v = sql(
         q,
         "SELECT count(*), count(DISTINCT body), min(body) FROM logs WHERE body LIKE 'old %'",
     );
-    assert_eq!(v["rows"], serde_json::json!([[1, 1, "old 4"]]));
+    assert_eq!(v["rows"], serde_json::json!([[2, 2, "old 4"]]));
     let v = sql(
         q,
         "SELECT count(*), count(DISTINCT body) FROM logs WHERE body LIKE 'new %'",

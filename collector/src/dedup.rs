@@ -1,7 +1,10 @@
 //! Idempotency of shipped batches: every batch carries (agent id, sequence); a batch whose key
 //! was already stored is acknowledged again without storing it twice.
 //!
-//! Keys live in memory per agent, the most recent `WINDOW` per agent. They survive restarts
+//! Keys live in memory per agent and id space, the most recent `WINDOW` of each. Agents number
+//! batches from their disk log with small ids and batches kept only in memory (memory buffer,
+//! tailed files) with ids whose top bit is set; each space has its own window, so a stream of
+//! one never pushes the keys of the other out. They survive restarts
 //! twice over: keys of batches still in the WAL come back with WAL replay, and the keys of
 //! batches already in Parquet are checkpointed to `<data_dir>/dedup.state` before their WAL
 //! segments are deleted.
@@ -43,10 +46,19 @@ pub struct Dedup {
     agents: Mutex<HashMap<String, BTreeMap<u64, State>>>,
 }
 
+/// The key of the window `seq` belongs to: the agent id, marked for the top-bit id space.
+fn window(agent: &str, seq: u64) -> String {
+    if seq >> 63 == 1 {
+        format!("{agent}\u{1}")
+    } else {
+        agent.to_string()
+    }
+}
+
 impl Dedup {
     pub fn claim(&self, agent: &str, seq: u64) -> Claim {
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        let keys = agents.entry(agent.to_string()).or_default();
+        let keys = agents.entry(window(agent, seq)).or_default();
         match keys.get(&seq) {
             Some(State::Stored) => Claim::Duplicate,
             Some(State::Pending) => Claim::InFlight,
@@ -61,7 +73,7 @@ impl Dedup {
 
     pub fn stored(&self, agent: &str, seq: u64) {
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        let keys = agents.entry(agent.to_string()).or_default();
+        let keys = agents.entry(window(agent, seq)).or_default();
         keys.insert(seq, State::Stored);
         while keys.len() > WINDOW {
             keys.pop_first();
@@ -70,7 +82,7 @@ impl Dedup {
 
     pub fn release(&self, agent: &str, seq: u64) {
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(keys) = agents.get_mut(agent)
+        if let Some(keys) = agents.get_mut(&window(agent, seq))
             && keys.get(&seq) == Some(&State::Pending)
         {
             keys.remove(&seq);
@@ -214,5 +226,27 @@ mod tests {
         }
         assert_eq!(d.agents.lock().unwrap()["a"].len(), WINDOW);
         assert_eq!(d.claim("a", WINDOW as u64 + 9), Claim::Duplicate);
+    }
+
+    #[test]
+    fn memory_ids_have_a_window_of_their_own() {
+        let d = Dedup::default();
+        d.claim("a", 5);
+        d.stored("a", 5);
+        let memory = 1u64 << 63 | 1_700_000_000_000_000_000;
+        for s in memory..memory + WINDOW as u64 + 10 {
+            d.claim("a", s);
+            d.stored("a", s);
+        }
+        // The disk-log key is still remembered; the memory window is bounded on its own.
+        assert_eq!(d.claim("a", 5), Claim::Duplicate);
+        assert_eq!(d.claim("a", memory + 20), Claim::Duplicate);
+        assert_eq!(d.agents.lock().unwrap()["a\u{1}"].len(), WINDOW);
+        let dir = tempfile::tempdir().unwrap();
+        let path = checkpoint_path(dir.path());
+        d.checkpoint(&path).unwrap();
+        let back = Dedup::load(&path).unwrap().unwrap();
+        assert_eq!(back.claim("a", 5), Claim::Duplicate);
+        assert_eq!(back.claim("a", memory + 20), Claim::Duplicate);
     }
 }

@@ -38,6 +38,12 @@ use crate::ingest::IngestError;
 use crate::metrics::AgentMetrics;
 use record::{DataHeader, Record};
 
+/// Marks the ids of entries that are not on disk (memory mode, volatile batches): they start
+/// at the wall clock in nanoseconds at open (unique across restarts) with this bit set, apart
+/// from the ids of the disk log. Collectors keep a dedup window per id space, so a stream of
+/// one kind never pushes the other out of the window.
+pub const MEMORY_IDS: u64 = 1 << 63;
+
 /// Where accepted batches wait for their acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -189,9 +195,10 @@ impl Buffer {
         let memory_kib = u32::try_from(config.memory_limit_bytes / 1024)
             .unwrap_or(u32::MAX)
             .max(1);
-        let first_memory_id = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
+        let first_memory_id = MEMORY_IDS
+            | std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
         let mut state = State::default();
         let mut wal = None;
         if config.mode == BufferMode::Disk {

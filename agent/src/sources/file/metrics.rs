@@ -13,6 +13,7 @@ pub struct FileMetrics {
     records: Family<Labels, Counter>,
     bytes: Family<Labels, Counter>,
     acked_records: Family<Labels, Counter>,
+    refused_records: Family<Labels, Counter>,
     issues: Family<Labels, Counter>,
     truncations: Family<Labels, Counter>,
     truncated_unread_bytes: Family<Labels, Counter>,
@@ -36,6 +37,11 @@ impl FileMetrics {
             "acked_records",
             "Records read from files and acknowledged by a collector",
             m.acked_records.clone(),
+        );
+        r.register(
+            "refused_records",
+            "Records the agent refused as invalid (a bug if ever non-zero); their lines are skipped",
+            m.refused_records.clone(),
         );
         r.register(
             "issues",
@@ -113,6 +119,7 @@ impl FileMetrics {
             records: get(&self.records, name, None),
             bytes: get(&self.bytes, name, None),
             acked_records: get(&self.acked_records, name, None),
+            refused_records: get(&self.refused_records, name, None),
             long_lines: get(&self.issues, name, Some(("kind", "long"))),
             invalid_utf8: get(&self.issues, name, Some(("kind", "invalid_utf8"))),
             malformed: get(&self.issues, name, Some(("kind", "malformed"))),
@@ -138,6 +145,7 @@ pub struct SourceMetrics {
     pub records: Counter,
     pub bytes: Counter,
     pub acked_records: Counter,
+    pub refused_records: Counter,
     pub long_lines: Counter,
     pub invalid_utf8: Counter,
     pub malformed: Counter,

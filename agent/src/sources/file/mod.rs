@@ -155,6 +155,7 @@ async fn send(
                             // Not a condition a retry can change; holding the checkpoint
                             // back would stall the source for good.
                             error!(error = %e, records = out.records, "log records refused; skipping them");
+                            metrics.refused_records.inc_by(out.records);
                             break None;
                         }
                     }
@@ -162,9 +163,9 @@ async fn send(
             }
         };
         let pending = Pending {
+            records: if done.is_some() { out.records } else { 0 },
             done,
             updates: out.updates,
-            records: out.records,
             _permit: permit,
         };
         if commit_tx.send(pending).is_err() {

@@ -10,7 +10,10 @@
 //!
 //! A file found shorter than what was read, or whose first bytes changed, was truncated or
 //! rewritten in place: before it is read again from its start, the rest of its old content is
-//! read from the copy `copytruncate` left next to it, when there is one ([`find_copy`]).
+//! read from the copy `copytruncate` left next to it, when there is one ([`find_copy`]), a chunk
+//! per poll like any read. A file whose checkpoint no longer matches at start is looked for
+//! the same way (copytruncated while the agent was down). A file rotated away while it was
+//! closed (past `max_open_files`) is looked for by its inode in its directory and finished.
 //!
 //! Invariants:
 //! - The checkpoint sent with a batch is, per file, the offset before which every byte is in
@@ -87,6 +90,16 @@ struct Tracked {
     /// Since when the path no longer leads to this file (deleted or rotated away).
     gone_since: Option<Instant>,
     reported: Option<Checkpoint>,
+    /// Set while the rest of the old content of a truncated file is read from its copy.
+    recovery: Option<Recovery>,
+}
+
+/// The copy `copytruncate` left of a file's old content, read up to `end` before the file
+/// itself is read again from its start.
+struct Recovery {
+    copy: File,
+    path: PathBuf,
+    end: u64,
 }
 
 impl Tracked {
@@ -139,6 +152,8 @@ pub(super) struct Tailer {
     open: usize,
     /// Compressed files seen, not looked at again while they exist.
     skipped: HashSet<FileKey>,
+    /// Files that could not be opened, counted once (tried again at each discovery).
+    unreadable: HashSet<FileKey>,
     batch: Batch,
     forgets: Vec<FileKey>,
     buf: Vec<u8>,
@@ -174,6 +189,7 @@ impl Tailer {
             discovered_once: false,
             open: 0,
             skipped: HashSet::new(),
+            unreadable: HashSet::new(),
             batch: Batch::default(),
             forgets: Vec::new(),
             buf: Vec::new(),
@@ -276,10 +292,21 @@ impl Tailer {
             }
         }
         self.skipped.retain(|k| seen.contains(k));
+        self.unreadable.retain(|k| seen.contains(k));
         if !self.discovered_once {
             self.discovered_once = true;
-            // Checkpoints of files that are gone for good.
-            self.forgets.extend(self.restored.drain().map(|(k, _)| k));
+            // Checkpoints of files that are gone for good; those of files seen but not opened
+            // yet wait for them.
+            let gone: Vec<FileKey> = self
+                .restored
+                .keys()
+                .filter(|k| !seen.contains(k))
+                .copied()
+                .collect();
+            for k in gone {
+                self.restored.remove(&k);
+                self.forgets.push(k);
+            }
         }
         self.metrics.tracked_files.set(self.files.len() as i64);
         self.metrics.open_files.set(self.open as i64);
@@ -304,36 +331,68 @@ impl Tailer {
             Ok(f) => f,
             Err(e) => {
                 debug!(path = %path.display(), error = %e, "cannot open file");
-                self.metrics.skipped_unreadable.inc();
+                if self.unreadable.insert(key) {
+                    self.metrics.skipped_unreadable.inc();
+                }
                 return;
             }
         };
-        let prefix = match read_prefix(&file, self.config.fingerprint_bytes) {
+        let restored = self.restored.get(&key).cloned();
+        // A checkpoint written with a longer fingerprint is checked over its own length.
+        let want = restored
+            .as_ref()
+            .map_or(0, |c| c.fingerprint.len as usize)
+            .max(self.config.fingerprint_bytes);
+        let prefix = match read_prefix(&file, want) {
             Ok(p) => p,
             Err(e) => {
                 debug!(path = %path.display(), error = %e, "cannot read file");
-                self.metrics.skipped_unreadable.inc();
+                if self.unreadable.insert(key) {
+                    self.metrics.skipped_unreadable.inc();
+                }
                 return;
             }
         };
+        self.unreadable.remove(&key);
         if compressed_magic(&prefix) {
             self.skip_compressed(key, &path);
             return;
         }
-        let offset = match self.restored.remove(&key) {
-            Some(c) if c.fingerprint.matches(&prefix) && c.offset <= size => c.offset,
-            Some(c) if c.fingerprint.matches(&prefix) => {
-                // Shorter than where we were: truncated while the agent was down.
-                self.metrics.truncations.inc();
-                0
+        self.restored.remove(&key);
+        let fingerprint =
+            Fingerprint::of(&prefix[..prefix.len().min(self.config.fingerprint_bytes)]);
+        let (offset, fingerprint, recovery) = match restored {
+            Some(c) if c.fingerprint.matches(&prefix) && c.offset <= size => {
+                (c.offset, fingerprint, None)
             }
-            _ if self.first_start
+            Some(c) => match find_copy(&path, &c.fingerprint, c.offset) {
+                // Copytruncated while the agent was down: finish the old content from its copy.
+                Some((copy_path, copy)) => {
+                    self.metrics.truncations.inc();
+                    let end = copy.metadata().map_or(c.offset, |m| m.len());
+                    info!(path = %path.display(), copy = %copy_path.display(), "file truncated while the agent was down; finishing it from its copy");
+                    let recovery = Recovery {
+                        copy,
+                        path: copy_path,
+                        end,
+                    };
+                    (c.offset, c.fingerprint, Some(recovery))
+                }
+                None => {
+                    if c.fingerprint.matches(&prefix) {
+                        // Shorter than where we were: truncated while the agent was down.
+                        self.metrics.truncations.inc();
+                    }
+                    (0, fingerprint, None)
+                }
+            },
+            None if self.first_start
                 && !self.discovered_once
                 && self.config.start_at == StartAt::End =>
             {
-                size
+                (size, fingerprint, None)
             }
-            _ => 0,
+            None => (0, fingerprint, None),
         };
         debug!(path = %path.display(), offset, "tailing file");
         self.make_room();
@@ -349,7 +408,7 @@ impl Tailer {
             meta: file_meta(c, &self.host, &path),
             path,
             file,
-            fingerprint: Fingerprint::of(&prefix),
+            fingerprint,
             lines: LineSplitter::new(c.max_line_bytes, c.long_lines, offset),
             framer: Framer::new(c.format, c.max_line_bytes),
             multiline: c
@@ -362,6 +421,7 @@ impl Tailer {
             idle: c.poll_interval(),
             gone_since: None,
             reported: None,
+            recovery,
         };
         self.files.insert(key, tracked);
     }
@@ -381,7 +441,12 @@ impl Tailer {
             .files
             .values()
             .filter(|t| {
-                t.file.is_some() && t.gone_since.is_none() && t.lines.read_offset() >= t.size
+                // Nothing pending: a closed file's partial line or record would wait forever.
+                t.file.is_some()
+                    && t.gone_since.is_none()
+                    && t.recovery.is_none()
+                    && t.lines.read_offset() >= t.size
+                    && t.safe_offset() == t.lines.read_offset()
             })
             .min_by_key(|t| t.last_growth)
             .map(|t| t.key);
@@ -391,16 +456,17 @@ impl Tailer {
         }
     }
 
-    /// Reopens a closed file if its path still leads to it and it grew.
+    /// Reopens a closed file if it grew: at its path, or, once it is gone from there (rotated
+    /// away while closed), wherever in the same directory its inode now is.
     fn reopen(&mut self, key: FileKey) -> bool {
         let Some(t) = self.files.get(&key) else {
             return false;
         };
-        let Ok(meta) = std::fs::metadata(&t.path) else {
+        let Some((path, len)) = locate(&t.path, key, t.gone_since.is_some()) else {
             return false;
         };
-        let unread = meta.len() != t.size || t.lines.read_offset() < meta.len();
-        if FileKey::of(&meta) != key || !unread {
+        let unread = len != t.size || t.lines.read_offset() < len;
+        if !unread {
             return false;
         }
         self.make_room();
@@ -411,13 +477,13 @@ impl Tailer {
         let Some(t) = self.files.get_mut(&key) else {
             return false;
         };
-        match File::open(&t.path) {
-            Ok(f) => {
+        match File::open(&path) {
+            Ok(f) if f.metadata().is_ok_and(|m| FileKey::of(&m) == key) => {
                 t.file = Some(f);
                 self.open += 1;
                 true
             }
-            Err(_) => false,
+            _ => false,
         }
     }
 
@@ -436,24 +502,8 @@ impl Tailer {
             .batch_max_bytes
             .saturating_sub(self.batch.bytes)
             .clamp(64 * 1024, CHUNK);
-        let Some(t) = self.files.get_mut(&key) else {
-            return 0;
-        };
-        let Some(file) = &t.file else {
-            return 0;
-        };
-        let size = match file.metadata() {
-            Ok(m) => m.len(),
-            Err(_) => return 0,
-        };
-        let mut replaced = size < t.lines.read_offset();
-        if !replaced && size != t.size && t.fingerprint.len > 0 {
-            match read_prefix(file, t.fingerprint.len as usize) {
-                Ok(prefix) => replaced = !t.fingerprint.matches(&prefix),
-                Err(_) => return 0,
-            }
-        }
         let Self {
+            files,
             batch,
             metrics,
             parser,
@@ -461,43 +511,50 @@ impl Tailer {
             config,
             ..
         } = self;
+        let Some(t) = files.get_mut(&key) else {
+            return 0;
+        };
         let mut out = Out {
             batch,
             metrics,
             parser,
             key,
         };
+        if t.recovery.is_some() {
+            return recover(t, buf, room, now, &mut out);
+        }
+        let Some(file) = &t.file else {
+            return 0;
+        };
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(_) => return 0,
+        };
+        // Checked at every poll: a file rewritten in place may have grown back to the same size.
+        let mut replaced = size < t.lines.read_offset();
+        if !replaced && t.fingerprint.len > 0 {
+            match read_prefix(file, t.fingerprint.len as usize) {
+                Ok(prefix) => replaced = !t.fingerprint.matches(&prefix),
+                Err(_) => return 0,
+            }
+        }
         if replaced {
             // Truncated in place or rewritten. Under `copytruncate` the rest of the old content
-            // is in the copy logrotate made just before: finish it from there. Without a copy,
-            // what was not read is gone; the part known to exist is counted.
-            let from = t.lines.read_offset();
-            let (recovered, copy) = match find_copy(&t.path, &t.fingerprint, from) {
-                Some((copy_path, copy)) => (
-                    read_rest(t, &copy, from, buf, now, &mut out),
-                    Some(copy_path),
-                ),
-                None => (0, None),
-            };
-            let unread = if copy.is_some() {
-                0
-            } else {
-                t.size.saturating_sub(t.lines.consumed())
-            };
-            info!(
-                path = %t.path.display(),
-                copy = ?copy,
-                recovered_bytes = recovered,
-                unread_bytes = unread,
-                "file truncated; reading it from its start"
-            );
+            // is in the copy logrotate made just before: it is finished from there, a chunk per
+            // poll. Without a copy, what was not read is gone; the part known to exist is
+            // counted.
             metrics.truncations.inc();
+            let from = t.lines.read_offset();
+            if let Some((path, copy)) = find_copy(&t.path, &t.fingerprint, from) {
+                let end = copy.metadata().map_or(from, |m| m.len());
+                info!(path = %t.path.display(), copy = %path.display(), "file truncated; finishing it from its copy");
+                t.recovery = Some(Recovery { copy, path, end });
+                return recover(t, buf, room, now, &mut out);
+            }
+            let unread = t.size.saturating_sub(from);
+            info!(path = %t.path.display(), unread_bytes = unread, "file truncated; reading it from its start");
             metrics.truncated_unread_bytes.inc_by(unread);
-            metrics.truncated_recovered_bytes.inc_by(recovered);
-            finish_line(t, now, &mut out);
-            finish_pending(t, &mut out);
-            t.lines.reset(0);
-            t.fingerprint = Fingerprint::of(&[]);
+            start_over(t, now, &mut out);
         }
         let from = t.lines.read_offset();
         let mut read = 0;
@@ -577,15 +634,26 @@ impl Tailer {
     /// Lets go of files that are gone, read to their end and quiet for `rotate_wait`.
     fn release(&mut self, now: Instant) {
         let wait = Duration::from_millis(self.config.rotate_wait_ms);
+        // A file rotated away while it was closed: find it and finish it before letting go.
+        let closed_gone: Vec<FileKey> = self
+            .files
+            .values()
+            .filter(|t| t.gone_since.is_some() && t.file.is_none())
+            .map(|t| t.key)
+            .collect();
+        for key in closed_gone {
+            self.reopen(key);
+        }
         let done: Vec<FileKey> = self
             .files
             .values()
             .filter(|t| {
-                t.gone_since.is_some_and(|g| {
-                    t.file.is_none()
-                        || (t.lines.read_offset() >= t.size
-                            && now.duration_since(g.max(t.last_growth)) >= wait)
-                })
+                t.recovery.is_none()
+                    && t.gone_since.is_some_and(|g| {
+                        t.file.is_none()
+                            || (t.lines.read_offset() >= t.size
+                                && now.duration_since(g.max(t.last_growth)) >= wait)
+                    })
             })
             .map(|t| t.key)
             .collect();
@@ -635,10 +703,8 @@ impl Tailer {
         };
         match self.tx.try_send(out) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(out)) => {
-                self.metrics.backpressure.inc();
-                self.tx.blocking_send(out).is_ok()
-            }
+            // The sender is waiting for room downstream (it counts that): wait with it.
+            Err(mpsc::error::TrySendError::Full(out)) => self.tx.blocking_send(out).is_ok(),
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
@@ -681,7 +747,8 @@ impl Out<'_> {
         let (severity_number, severity_text) = parsed.severity.unwrap_or_default();
         let time = parsed.time_ns.or(framed.time_ns).unwrap_or(observed);
         let record = LogRecord {
-            time_unix_nano: time as u64,
+            // A time before 1970 (a parsed epoch gone wrong) is not a date far in the future.
+            time_unix_nano: time.max(0) as u64,
             observed_time_unix_nano: observed as u64,
             severity_number,
             severity_text,
@@ -726,9 +793,6 @@ fn feed(t: &mut Tracked, bytes: &[u8], now: Instant, out: &mut Out<'_>) {
     out.count(&issues);
 }
 
-/// Most bytes read back from a `copytruncate` copy at one truncation.
-const MAX_RECOVERY: u64 = 256 << 20;
-
 /// The copy `copytruncate` made of the file at `path` before truncating it: a file next to it
 /// whose name starts like the file's (`app.log.1`, `app-20240501.log`), not compressed, at least
 /// `offset` bytes long, that starts with the bytes the file started with (the newest if several).
@@ -766,32 +830,72 @@ fn find_copy(path: &Path, fingerprint: &Fingerprint, offset: u64) -> Option<(Pat
     best.map(|(_, p, f)| (p, f))
 }
 
-/// Reads `copy` from `from` to its end (bounded) into the file's pipeline; returns the bytes.
-fn read_rest(
+/// Reads one chunk of a truncated file's old content from its copy; once at the copy's end,
+/// emits what is pending and starts the file over. Returns the bytes read (at least 1 when it
+/// made progress, so that the caller polls again at once).
+fn recover(
     t: &mut Tracked,
-    copy: &File,
-    from: u64,
     buf: &mut Vec<u8>,
+    room: usize,
     now: Instant,
     out: &mut Out<'_>,
-) -> u64 {
-    let end = copy
-        .metadata()
-        .map_or(from, |m| m.len())
-        .min(from + MAX_RECOVERY);
-    let mut at = from;
-    while at < end {
-        let want = ((end - at) as usize).min(CHUNK);
+) -> usize {
+    let at = t.lines.read_offset();
+    let Some(r) = &t.recovery else {
+        return 0;
+    };
+    let want = (r.end.saturating_sub(at) as usize).min(room);
+    let n = if want == 0 {
+        0
+    } else {
         buf.resize(want, 0);
-        match copy.read_at(&mut buf[..want], at) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                feed(t, &buf[..n], now, out);
-                at += n as u64;
+        match r.copy.read_at(&mut buf[..want], at) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(copy = %r.path.display(), error = %e, "cannot read the copy of a truncated file");
+                0
             }
         }
+    };
+    t.next_poll = now;
+    if n > 0 {
+        feed(t, &buf[..n], now, out);
+        out.metrics.truncated_recovered_bytes.inc_by(n as u64);
+        return n;
     }
-    at - from
+    t.recovery = None;
+    start_over(t, now, out);
+    1
+}
+
+/// The old content of a truncated file is over: what is pending is emitted, and reading starts
+/// again at 0 under a new fingerprint.
+fn start_over(t: &mut Tracked, now: Instant, out: &mut Out<'_>) {
+    finish_line(t, now, out);
+    finish_pending(t, out);
+    t.lines.reset(0);
+    t.fingerprint = Fingerprint::of(&[]);
+    t.size = 0;
+}
+
+/// Where a tracked file is now, and its length: its path if that still leads to it, else (when
+/// `search`) the entry of its directory with its inode.
+fn locate(path: &Path, key: FileKey, search: bool) -> Option<(PathBuf, u64)> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && FileKey::of(&meta) == key
+    {
+        return Some((path.to_path_buf(), meta.len()));
+    }
+    if !search {
+        return None;
+    }
+    std::fs::read_dir(path.parent()?)
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let meta = std::fs::metadata(e.path()).ok()?;
+            (FileKey::of(&meta) == key).then(|| (e.path(), meta.len()))
+        })
 }
 
 /// Emits the file's incomplete last line as a line.
