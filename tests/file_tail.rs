@@ -300,7 +300,7 @@ fn copytruncate_rotation_has_no_duplicates_and_counts_truncations() {
 }
 
 #[test]
-fn a_file_copytruncated_while_the_agent_was_down_is_finished_from_its_copy() {
+fn files_copytruncated_or_renamed_while_the_agent_was_down_are_finished() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -341,6 +341,25 @@ fn a_file_copytruncated_while_the_agent_was_down_is_finished_from_its_copy() {
     let m = get(&format!("{}/metrics", s.agent_http)).1;
     assert_eq!(metric(&m, "strata_agent_file_truncations_total"), 1);
     assert!(metric(&m, "strata_agent_file_truncated_recovered_bytes_total") > 0);
+    // Down again: more lines, then a rename rotation out of the glob and a new file. The
+    // renamed file is found by its inode and finished.
+    let mut proc = s.proc;
+    assert!(proc.terminate(Duration::from_secs(30)), "clean shutdown");
+    append(1700, 1800);
+    std::fs::rename(&app, logs.join("app.log.2")).unwrap();
+    append(1800, 1900);
+    let s = standalone(dir.path(), "down-3", &cfg);
+    eventually(Duration::from_secs(30), "every line", || {
+        stored(&s.query).1 >= 1900
+    });
+    settle(&s.query, Duration::from_secs(10), Duration::from_secs(1));
+    assert_exact_sequence(&s.query, 1900);
+    eventually(Duration::from_secs(30), "the renamed file let go", || {
+        metric(
+            &get(&format!("{}/metrics", s.agent_http)).1,
+            "strata_agent_file_released_total",
+        ) == 1
+    });
 }
 
 /// A tiny deterministic generator for the kill times (seed printed for reruns).

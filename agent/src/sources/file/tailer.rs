@@ -304,8 +304,20 @@ impl Tailer {
                 .copied()
                 .collect();
             for k in gone {
+                // Rotated away while the agent was down: finished where it is now, if that is
+                // still in its directory, then let go.
+                if let Some(c) = self.restored.get(&k)
+                    && let Some((path, len)) = locate(Path::new(&c.path), k, true)
+                    && len > c.offset
+                {
+                    info!(path = %path.display(), was = %c.path, "file rotated away while the agent was down; finishing it");
+                    self.track(k, path, len, now);
+                }
                 self.restored.remove(&k);
-                self.forgets.push(k);
+                match self.files.get_mut(&k) {
+                    Some(t) => t.gone_since = Some(now),
+                    None => self.forgets.push(k),
+                }
             }
         }
         self.metrics.tracked_files.set(self.files.len() as i64);
