@@ -158,6 +158,7 @@ impl Store {
             .signal()
             .map_err(|e| AcceptError::Invalid(e.to_string()))?;
         let keyed = !envelope.agent_id.is_empty();
+        let mut claim = None;
         if keyed {
             match self.dedup.claim(&envelope.agent_id, envelope.sequence) {
                 Claim::Duplicate => return Ok(Accepted::Duplicate),
@@ -166,7 +167,13 @@ impl Store {
                         "this batch is being stored by another request; retry".into(),
                     ));
                 }
-                Claim::New => {}
+                Claim::New => {
+                    claim = Some(PendingClaim {
+                        dedup: &self.dedup,
+                        agent: &envelope.agent_id,
+                        seq: envelope.sequence,
+                    })
+                }
             }
         }
         let result = self.store(envelope, signal, batches).await;
@@ -179,10 +186,10 @@ impl Store {
                 ])
                 .inc_by(*rows as u64);
         }
-        if keyed {
+        if let Some(claim) = claim {
             match &result {
-                Ok(_) => self.dedup.stored(&envelope.agent_id, envelope.sequence),
-                Err(_) => self.dedup.release(&envelope.agent_id, envelope.sequence),
+                Ok(_) => claim.stored(),
+                Err(_) => drop(claim),
             }
         }
         result
@@ -254,5 +261,29 @@ impl Store {
                 self.metrics.wal_errors.inc();
             }
         }
+    }
+}
+
+/// A claim on an idempotency key while its batch is being stored. Dropped without
+/// [`PendingClaim::stored`] (the store failed, or the request was cancelled because its client
+/// went away mid-store) it releases the key, so that the client's retry is not refused as
+/// "in flight" forever. A cancelled store that did reach the WAL may then be stored again by the
+/// retry: a duplicate, never a batch that can no longer be delivered.
+struct PendingClaim<'a> {
+    dedup: &'a Dedup,
+    agent: &'a str,
+    seq: u64,
+}
+
+impl PendingClaim<'_> {
+    fn stored(self) {
+        self.dedup.stored(self.agent, self.seq);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for PendingClaim<'_> {
+    fn drop(&mut self) {
+        self.dedup.release(self.agent, self.seq);
     }
 }
