@@ -16,6 +16,10 @@ pub enum QueryError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// A well-formed query that cannot be evaluated (PromQL's `execution` errors, e.g. a
+    /// many-to-many match).
+    #[error("{0}")]
+    Execution(String),
     #[error("query exceeded its time limit of {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
@@ -56,6 +60,7 @@ impl QueryError {
         match self {
             QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             QueryError::ResourcesExhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -67,6 +72,7 @@ impl QueryError {
         match self {
             QueryError::BadRequest(_) => "bad_data",
             QueryError::NotFound(_) => "not_found",
+            QueryError::Execution(_) => "execution",
             QueryError::Timeout(_) => "timeout",
             QueryError::TooLarge(_) => "too_large",
             QueryError::ResourcesExhausted(_) => "execution",

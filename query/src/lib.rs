@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod json;
 pub mod metrics;
+pub mod promql;
 
 use std::sync::Arc;
 

@@ -45,6 +45,11 @@ pub const EXPONENTIAL_HISTOGRAM: &str = "exponential_histogram";
 /// `metric_type` of summaries.
 pub const SUMMARY: &str = "summary";
 
+/// Instrumentation scope name of points that arrived in Prometheus's own model (remote write,
+/// scrapes, PromQL test loads): their metric and label names are Prometheus names already, so
+/// readers take them verbatim instead of translating OTLP names.
+pub const PROMETHEUS_SCOPE: &str = "strata.prometheus";
+
 pub(crate) const EXEMPLAR_FIELDS: [&str; 6] = [
     TIME,
     VALUE_DOUBLE,

@@ -1,0 +1,129 @@
+//! A PromQL engine over the `metrics` table.
+//!
+//! A query is parsed with `promql-parser`, its selectors are fetched through DataFusion with
+//! the time range, date partitions and metric name pushed into the Parquet scan
+//! ([`select`]), and the expression is then evaluated step by step in memory ([`eval`]),
+//! with Prometheus 3's semantics. OTLP metrics are read under the names Prometheus's OTLP
+//! receiver gives them ([`naming`]).
+//!
+//! Not evaluated: native histograms (and so exponential histograms), `limit_ratio`, `info`.
+
+pub mod aggregate;
+pub mod binary;
+pub mod eval;
+pub mod functions;
+pub mod histogram;
+pub mod naming;
+pub mod select;
+pub mod value;
+
+use std::collections::HashMap;
+
+use datafusion::prelude::SessionContext;
+use promql_parser::parser::Expr;
+
+pub use eval::Options;
+use eval::{Evaluator, QueryBounds, plan};
+pub use value::{Labels, RawSeries, Series, Steps, Value};
+
+use crate::error::QueryError;
+
+/// Parses a PromQL expression; a syntax error is `bad_data`.
+pub fn parse(query: &str) -> Result<Expr, QueryError> {
+    promql_parser::parser::parse(query)
+        .map_err(|e| QueryError::BadRequest(format!("parse error: {e}")))
+}
+
+/// A query whose samples have been fetched, ready to evaluate (CPU only, no I/O).
+pub struct Prepared {
+    expr: Expr,
+    steps: Steps,
+    opts: Options,
+    data: HashMap<String, Vec<RawSeries>>,
+}
+
+/// Fetches every selector of `expr` for evaluation over `steps`.
+pub async fn prepare(
+    ctx: &SessionContext,
+    expr: Expr,
+    steps: Steps,
+    opts: Options,
+) -> Result<Prepared, QueryError> {
+    if steps.step <= 0 {
+        return Err(QueryError::BadRequest(
+            "zero or negative query resolution step widths are not accepted".into(),
+        ));
+    }
+    if steps.end < steps.start {
+        return Err(QueryError::BadRequest(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    let bounds = QueryBounds {
+        start: steps.start,
+        end: steps.end,
+        step: steps.step,
+    };
+    let mut fetches = HashMap::new();
+    plan(&expr, steps.start, steps.end, bounds, &opts, &mut fetches);
+    let mut data = HashMap::with_capacity(fetches.len());
+    let mut samples = 0usize;
+    for (key, f) in fetches {
+        let series = select::fetch(ctx, &f.selector, f.min_ms, f.max_ms).await?;
+        samples += series.iter().map(|s| s.times.len()).sum::<usize>();
+        if samples > opts.max_samples {
+            return Err(QueryError::Execution(format!(
+                "query processing would load too many samples into memory (more than {})",
+                opts.max_samples
+            )));
+        }
+        data.insert(key, series);
+    }
+    Ok(Prepared {
+        expr,
+        steps,
+        opts,
+        data,
+    })
+}
+
+impl Prepared {
+    /// Evaluates the query. For a range query (more than one step) the result must be a
+    /// scalar or an instant vector.
+    pub fn eval(&self) -> Result<Value, QueryError> {
+        let evaluator = Evaluator {
+            data: &self.data,
+            opts: self.opts,
+            bounds: QueryBounds {
+                start: self.steps.start,
+                end: self.steps.end,
+                step: self.steps.step,
+            },
+        };
+        let cells = self
+            .steps
+            .len()
+            .saturating_mul(self.data.values().map(Vec::len).sum::<usize>().max(1));
+        if cells > self.opts.max_samples.saturating_mul(4) {
+            return Err(QueryError::Execution(format!(
+                "query would evaluate {cells} series steps; narrow the range, raise the step or select fewer series"
+            )));
+        }
+        match evaluator.eval(&self.expr, self.steps)? {
+            Value::Vector(v) => Ok(Value::Vector(eval::apply_name_drops(v)?)),
+            other => Ok(other),
+        }
+    }
+}
+
+/// Parses, fetches and evaluates in one call (for tests and tools; the HTTP API evaluates on
+/// a blocking thread).
+pub async fn query(
+    ctx: &SessionContext,
+    query: &str,
+    steps: Steps,
+    opts: Options,
+) -> Result<Value, QueryError> {
+    let expr = parse(query)?;
+    prepare(ctx, expr, steps, opts).await?.eval()
+}
