@@ -125,11 +125,27 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
             .await
             .map_err(Error::from)
     });
+    let otlp_metrics = Arc::new(OtlpMetrics::register(
+        &mut registry.lock_registry(),
+        "strata_collector",
+    ));
+    let receiver = Arc::new(OtlpReceiver::new(
+        Arc::new(ingest::StoreIngest {
+            store: store.clone(),
+        }),
+        otlp_metrics,
+        config.max_request_bytes,
+        config.default_tenant.clone(),
+    ));
     let ready_flag = shutdown.clone();
+    // Prometheus can remote-write straight into a collector, on its HTTP listener.
     let admin = admin_router(
         registry.clone(),
         Arc::new(move || !ready_flag.is_cancelled()),
-    );
+    )
+    .merge(strata_agent::sources::otlp::remote_write::router(
+        receiver.clone(),
+    ));
     servers.spawn({
         let stop = shutdown.clone();
         async move {
@@ -140,18 +156,6 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     });
 
     if config.otlp_grpc.is_some() || config.otlp_http.is_some() {
-        let otlp_metrics = Arc::new(OtlpMetrics::register(
-            &mut registry.lock_registry(),
-            "strata_collector",
-        ));
-        let receiver = Arc::new(OtlpReceiver::new(
-            Arc::new(ingest::StoreIngest {
-                store: store.clone(),
-            }),
-            otlp_metrics,
-            config.max_request_bytes,
-            config.default_tenant.clone(),
-        ));
         if let Some(addr) = &config.otlp_grpc {
             let listener = bind("OTLP/gRPC", addr).await?;
             info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/gRPC listening");

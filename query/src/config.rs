@@ -25,6 +25,11 @@ pub struct QueryConfig {
     pub max_result_rows: usize,
     /// Largest SQL request body.
     pub max_request_bytes: usize,
+    /// How far back a PromQL instant selector looks for a sample (Prometheus's
+    /// `--query.lookback-delta`).
+    pub promql_lookback_ms: u64,
+    /// Most samples one PromQL query may load (Prometheus's `--query.max-samples`).
+    pub promql_max_samples: usize,
 }
 
 impl Default for QueryConfig {
@@ -38,6 +43,8 @@ impl Default for QueryConfig {
             memory_limit_bytes: 1024 * 1024 * 1024,
             max_result_rows: 100_000,
             max_request_bytes: 1024 * 1024,
+            promql_lookback_ms: 5 * 60 * 1000,
+            promql_max_samples: 50_000_000,
         }
     }
 }
@@ -46,9 +53,14 @@ impl QueryConfig {
     pub fn validate(&self) -> Result<(), String> {
         strata_schema::envelope::validate_tenant(&self.default_tenant)
             .map_err(|e| format!("default_tenant: {e}"))?;
-        if self.timeout_ms == 0 || self.memory_limit_bytes == 0 || self.max_result_rows == 0 {
+        if self.timeout_ms == 0
+            || self.memory_limit_bytes == 0
+            || self.max_result_rows == 0
+            || self.promql_lookback_ms == 0
+            || self.promql_max_samples == 0
+        {
             return Err(
-                "timeout_ms, memory_limit_bytes and max_result_rows must be positive".into(),
+                "timeout_ms, memory_limit_bytes, max_result_rows, promql_lookback_ms and promql_max_samples must be positive".into(),
             );
         }
         Ok(())

@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod hex_id;
 pub mod logs;
 pub mod metrics;
+pub mod remote_write;
 pub mod signal;
 pub mod traces;
 

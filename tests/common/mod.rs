@@ -154,6 +154,19 @@ pub fn post_json(url: &str, body: &serde_json::Value, headers: &[(&str, &str)]) 
     }
 }
 
+/// `POST` raw bytes with headers; returns (status, body) whatever the status.
+pub fn post_bytes(url: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = ureq::post(url).timeout(Duration::from_secs(30));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    match req.send_bytes(body) {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
 /// `GET`; returns (status, body) whatever the status.
 pub fn get(url: &str) -> (u16, String) {
     match ureq::get(url).timeout(Duration::from_secs(30)).call() {

@@ -1,11 +1,13 @@
 //! The query service's HTTP API: one module per API family, one router here.
 //!
+//! - [`prom`]: the Prometheus HTTP API under `/api/v1/` (PromQL queries and metadata)
 //! - [`sql`]: `POST /api/v1/sql`
 //! - [`traces`]: `GET /api/traces/{trace_id}`
 //! - `/metrics` and `/ready` from the shared admin routes.
 //!
 //! Every request names its tenant in `X-Scope-OrgID` (default tenant otherwise).
 
+pub mod prom;
 pub mod sql;
 pub mod traces;
 
@@ -47,6 +49,20 @@ pub fn router(state: AppState) -> Router {
     let limit = state.engine.config().max_request_bytes;
     Router::new()
         .route("/api/v1/sql", post(sql::handle))
+        .route("/api/v1/query", get(prom::query).post(prom::query))
+        .route(
+            "/api/v1/query_range",
+            get(prom::query_range).post(prom::query_range),
+        )
+        .route("/api/v1/series", get(prom::series).post(prom::series))
+        .route("/api/v1/labels", get(prom::labels).post(prom::labels))
+        .route("/api/v1/label/{name}/values", get(prom::label_values))
+        .route("/api/v1/metadata", get(prom::metadata))
+        .route(
+            "/api/v1/query_exemplars",
+            get(prom::query_exemplars).post(prom::query_exemplars),
+        )
+        .route("/api/v1/status/buildinfo", get(prom::buildinfo))
         .route("/api/traces/{trace_id}", get(traces::handle))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

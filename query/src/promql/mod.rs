@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod binary;
+pub mod catalog;
 pub mod eval;
 pub mod functions;
 pub mod histogram;

@@ -328,6 +328,115 @@ pub fn for_each_sample(
     }
 }
 
+/// An exemplar as the Prometheus API shows it.
+#[derive(Debug, Clone)]
+pub struct Exemplar {
+    pub labels: Labels,
+    pub value: f64,
+    pub time_ms: i64,
+}
+
+fn exemplar_of(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar) -> Exemplar {
+    use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as ExemplarValue;
+    let mut pairs = Vec::new();
+    attribute_labels(&e.filtered_attributes, true, &mut pairs);
+    if !e.trace_id.is_empty() {
+        pairs.push(("trace_id".into(), hex::encode(&e.trace_id)));
+    }
+    if !e.span_id.is_empty() {
+        pairs.push(("span_id".into(), hex::encode(&e.span_id)));
+    }
+    Exemplar {
+        labels: Labels::new(pairs),
+        value: match e.value {
+            Some(ExemplarValue::AsDouble(d)) => d,
+            Some(ExemplarValue::AsInt(i)) => i as f64,
+            None => f64::NAN,
+        },
+        time_ms: time_ms(e.time_unix_nano),
+    }
+}
+
+/// Calls `sink(series_labels, exemplar)` for every exemplar in `resources`: those of number
+/// points on their series, those of histogram points on the `_bucket` series whose bound
+/// holds the exemplar's value.
+pub fn for_each_exemplar(
+    resources: &[ResourceMetrics],
+    wanted: &dyn Fn(&str) -> bool,
+    sink: &mut dyn FnMut(Labels, Exemplar),
+) {
+    for rm in resources {
+        let base_labels = resource_labels(rm);
+        for sm in &rm.scope_metrics {
+            let native = sm
+                .scope
+                .as_ref()
+                .is_some_and(|s| s.name == PROMETHEUS_SCOPE);
+            for metric in &sm.metrics {
+                let labels = |name: &str, attrs: &[KeyValue], extra: Option<(&str, String)>| {
+                    let mut pairs = if native {
+                        Vec::new()
+                    } else {
+                        base_labels.clone()
+                    };
+                    attribute_labels(attrs, !native, &mut pairs);
+                    if let Some((k, v)) = extra {
+                        pairs.push((k.to_string(), v));
+                    }
+                    pairs.push((NAME.to_string(), name.to_string()));
+                    Labels::new(pairs)
+                };
+                match &metric.data {
+                    Some(Data::Gauge(_)) | Some(Data::Sum(_)) => {
+                        let (points, is_counter, is_gauge) = match &metric.data {
+                            Some(Data::Gauge(g)) => (&g.data_points, false, true),
+                            Some(Data::Sum(s)) => (&s.data_points, s.is_monotonic, false),
+                            _ => continue,
+                        };
+                        let name = if native {
+                            metric.name.clone()
+                        } else {
+                            metric_name(&metric.name, &metric.unit, is_counter, is_gauge)
+                        };
+                        if !wanted(&name) {
+                            continue;
+                        }
+                        for p in points.iter().filter(|p| !p.exemplars.is_empty()) {
+                            let series = labels(&name, &p.attributes, None);
+                            for e in &p.exemplars {
+                                sink(series.clone(), exemplar_of(e));
+                            }
+                        }
+                    }
+                    Some(Data::Histogram(h)) => {
+                        let base = if native {
+                            metric.name.clone()
+                        } else {
+                            metric_name(&metric.name, &metric.unit, false, false)
+                        };
+                        let bucket = format!("{base}_bucket");
+                        if !wanted(&bucket) {
+                            continue;
+                        }
+                        for p in h.data_points.iter().filter(|p| !p.exemplars.is_empty()) {
+                            for e in &p.exemplars {
+                                let ex = exemplar_of(e);
+                                let le = p
+                                    .explicit_bounds
+                                    .iter()
+                                    .find(|b| ex.value <= **b)
+                                    .map_or("+Inf".to_string(), |b| format_float(*b));
+                                sink(labels(&bucket, &p.attributes, Some(("le", le))), ex);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

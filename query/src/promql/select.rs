@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::VectorSelector;
 use strata_schema::columns::{METRIC_NAME, TIME};
@@ -53,7 +54,7 @@ pub fn matches(vs: &VectorSelector, labels: &Labels) -> bool {
 }
 
 /// Whether the selector's name matchers accept `name` (used to skip whole metrics early).
-fn name_ok(vs: &VectorSelector, name: &str) -> bool {
+pub fn name_ok(vs: &VectorSelector, name: &str) -> bool {
     if let Some(n) = &vs.name
         && n != name
     {
@@ -105,13 +106,9 @@ fn date(ms: i64) -> String {
         .to_string()
 }
 
-/// Fetches every series the selector matches with samples in `[min_ms, max_ms]`.
-pub async fn fetch(
-    ctx: &SessionContext,
-    vs: &VectorSelector,
-    min_ms: i64,
-    max_ms: i64,
-) -> Result<Vec<RawSeries>, QueryError> {
+/// The scan filter for rows in `[min_ms, max_ms]` (with date partitions when the table has
+/// them).
+pub async fn time_filter(ctx: &SessionContext, min_ms: i64, max_ms: i64) -> Expr {
     let mut filter = col(TIME).gt_eq(ts(min_ms)).and(col(TIME).lt_eq(ts(max_ms)));
     if let Ok(schema) = ctx.table_provider("metrics").await.map(|t| t.schema())
         && schema.field_with_name("date").is_ok()
@@ -122,6 +119,17 @@ pub async fn fetch(
                 .and(col("date").lt_eq(lit(date(max_ms)))),
         );
     }
+    filter
+}
+
+/// The stored metrics a selector may match in `[min_ms, max_ms]`, as OTLP.
+pub async fn scan(
+    ctx: &SessionContext,
+    vs: &VectorSelector,
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<ResourceMetrics>, QueryError> {
+    let mut filter = time_filter(ctx, min_ms, max_ms).await;
     if let Some(name) = selector_name(vs) {
         filter = filter.and(name_filter(name));
     }
@@ -131,7 +139,17 @@ pub async fn fetch(
         .filter(filter)?
         .collect()
         .await?;
-    let resources = from_batches(&batches).map_err(|e| QueryError::Internal(e.to_string()))?;
+    from_batches(&batches).map_err(|e| QueryError::Internal(e.to_string()))
+}
+
+/// Fetches every series the selector matches with samples in `[min_ms, max_ms]`.
+pub async fn fetch(
+    ctx: &SessionContext,
+    vs: &VectorSelector,
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<RawSeries>, QueryError> {
+    let resources = scan(ctx, vs, min_ms, max_ms).await?;
     let mut series: HashMap<Labels, (Vec<i64>, Vec<f64>)> = HashMap::new();
     for_each_sample(
         &resources,

@@ -280,7 +280,7 @@ pub fn format_value(v: f64) -> String {
         return format_float(v);
     }
     let a = v.abs();
-    if !(1e-4..1e21).contains(&a) {
+    if !(1e-6..1e21).contains(&a) {
         // Go's 'g'-like exponent form, e.g. 1e+100.
         let s = format!("{v:e}");
         match s.split_once('e') {

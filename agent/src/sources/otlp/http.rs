@@ -118,14 +118,15 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// The OTLP/HTTP routes over `receiver`.
+/// The OTLP/HTTP routes over `receiver`, and Prometheus remote write beside them.
 pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
     Router::new()
         .route(Traces::HTTP_PATH, post(export::<Traces>))
         .route(Logs::HTTP_PATH, post(export::<Logs>))
         .route(Metrics::HTTP_PATH, post(export::<Metrics>))
         .layer(RequestDecompressionLayer::new().gzip(true))
-        .with_state(receiver)
+        .with_state(receiver.clone())
+        .merge(super::remote_write::router(receiver))
 }
 
 async fn export<S: OtlpSignal>(

@@ -4,10 +4,12 @@
 //! drops what the OTLP spec says a server must reject (spans with an invalid trace or span id,
 //! metrics without a name), converts the rest to one Arrow batch and hands it to the sink. The
 //! rejected part is reported as OTLP partial success. The tenant comes from the
-//! `X-Scope-OrgID` header, as in Tempo, Loki and Mimir.
+//! `X-Scope-OrgID` header, as in Tempo, Loki and Mimir. Prometheus remote write
+//! ([`remote_write`]) is served beside OTLP/HTTP and ingested through the same receiver.
 
 pub mod grpc;
 pub mod http;
+pub mod remote_write;
 mod signal;
 
 use std::sync::Arc;
@@ -177,7 +179,8 @@ impl OtlpReceiver {
         }
     }
 
-    fn refuse(&self, signal: &str, reason: &'static str, n: u64) {
+    /// Counts `n` items of `signal` refused for `reason`.
+    pub fn refuse(&self, signal: &str, reason: &'static str, n: u64) {
         self.metrics
             .refused
             .get_or_create(&vec![

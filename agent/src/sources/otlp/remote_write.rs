@@ -1,0 +1,303 @@
+//! Prometheus remote write receiver: `POST /api/v1/write` (remote write 1.0, snappy-compressed
+//! `prometheus.WriteRequest`), mounted next to the OTLP/HTTP routes and ingested through the
+//! same [`OtlpReceiver`] as OTLP metrics.
+//!
+//! Answers follow the remote write spec: 204 when stored; 400 for a body that cannot be read
+//! or for rejected samples (the valid rest of the request is stored, and a 400 tells the
+//! sender not to retry); 413 over the size limit; 415 for another content type, encoding or
+//! a 2.0 message; 429 / 503 with `Retry-After` when overloaded or unavailable. Error bodies
+//! are plain text. Every refusal is counted under `protocol="remote_write"`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use strata_schema::remote_write;
+
+use super::{Metrics, OtlpReceiver, TENANT_HEADER};
+use crate::ingest::IngestError;
+
+/// Path of the remote write endpoint.
+pub const PATH: &str = "/api/v1/write";
+const PROTOCOL: &str = "remote_write";
+
+/// The remote write route over `receiver` (without the gzip layer of the OTLP routes:
+/// remote write bodies are snappy).
+pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
+    Router::new().route(PATH, post(write)).with_state(receiver)
+}
+
+fn refuse(
+    receiver: &OtlpReceiver,
+    reason: &'static str,
+    status: StatusCode,
+    msg: String,
+) -> Response {
+    receiver
+        .metrics()
+        .refused_request("metrics", PROTOCOL, reason);
+    let mut resp = (status, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// Whether the request is remote write 1.0 in snappy; the refusal otherwise.
+fn check_format(request: &Request) -> Result<(), String> {
+    let headers = request.headers();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-protobuf");
+    let mut parts = content_type.split(';').map(str::trim);
+    let essence = parts.next().unwrap_or("");
+    if essence != "application/x-protobuf" {
+        return Err(format!(
+            "content-type {content_type:?} is not supported; send application/x-protobuf (remote write 1.0)"
+        ));
+    }
+    for p in parts {
+        if let Some(proto) = p.strip_prefix("proto=")
+            && proto != "prometheus.WriteRequest"
+        {
+            return Err(format!(
+                "{proto} is not supported; send prometheus.WriteRequest (remote write 1.0)"
+            ));
+        }
+    }
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        None | Some("snappy") => Ok(()),
+        Some(other) => Err(format!(
+            "content-encoding {other:?} is not supported; remote write bodies are snappy"
+        )),
+    }
+}
+
+async fn write(State(receiver): State<Arc<OtlpReceiver>>, request: Request) -> Response {
+    if let Err(msg) = check_format(&request) {
+        return refuse(
+            &receiver,
+            "unsupported_media_type",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            msg,
+        );
+    }
+    let tenant = request
+        .headers()
+        .get(TENANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let limit = receiver.max_request_bytes();
+    let body = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return refuse(
+                &receiver,
+                "too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds {limit} bytes"),
+            );
+        }
+        Err(e) => {
+            return refuse(
+                &receiver,
+                "bad_body",
+                StatusCode::BAD_REQUEST,
+                format!("cannot read request body: {e}"),
+            );
+        }
+    };
+    let decoded = match remote_write::decode(&body, limit) {
+        Ok(d) => d,
+        Err(e @ remote_write::DecodeError::TooLarge(..)) => {
+            return refuse(
+                &receiver,
+                "too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                e.to_string(),
+            );
+        }
+        Err(e) => return refuse(&receiver, "invalid", StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let converted = remote_write::to_otlp(&decoded);
+    if converted.samples > 0 {
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: converted.resource_metrics,
+        };
+        if let Err(e) = receiver
+            .export::<Metrics>(PROTOCOL, tenant.as_deref(), request)
+            .await
+        {
+            let status = match e {
+                IngestError::Invalid(_) => StatusCode::BAD_REQUEST,
+                IngestError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+                IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let msg = match e {
+                IngestError::Internal(_) => "internal error".to_string(),
+                other => other.to_string(),
+            };
+            // `export` counted the request and its refused items.
+            let mut resp = (status, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
+            if matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            return resp;
+        }
+    }
+    if converted.rejected > 0 {
+        receiver.refuse("metrics", "invalid", converted.rejected as u64);
+        return refuse(
+            &receiver,
+            "invalid",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} samples rejected ({} stored): {}",
+                converted.rejected, converted.samples, converted.message
+            ),
+        );
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request as HttpRequest;
+    use strata_schema::Signal;
+    use strata_schema::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::sources::otlp::OtlpMetrics;
+    use crate::sources::otlp::test_sink::Sink;
+
+    fn app(sink: Arc<Sink>) -> Router {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(OtlpMetrics::register(&mut registry, "test"));
+        router(Arc::new(OtlpReceiver::new(
+            sink,
+            metrics,
+            1 << 20,
+            "default".into(),
+        )))
+    }
+
+    fn rows(sink: &Sink) -> usize {
+        sink.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.1 == Signal::Metrics)
+            .map(|g| g.2)
+            .sum()
+    }
+
+    fn series(name: Option<&str>, n: usize) -> TimeSeries {
+        let mut labels = vec![Label {
+            name: "job".into(),
+            value: "node".into(),
+        }];
+        if let Some(name) = name {
+            labels.push(Label {
+                name: "__name__".into(),
+                value: name.into(),
+            });
+        }
+        TimeSeries {
+            labels,
+            samples: (0..n)
+                .map(|i| Sample {
+                    value: i as f64,
+                    timestamp: 1_700_000_000_000 + i as i64 * 15_000,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    async fn post(app: Router, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut req = HttpRequest::post(PATH);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    const SNAPPY: [(&str, &str); 2] = [
+        ("content-type", "application/x-protobuf"),
+        ("content-encoding", "snappy"),
+    ];
+
+    #[tokio::test]
+    async fn stores_samples_and_refuses_bad_input_in_remote_write_terms() {
+        let sink = Arc::new(Sink::default());
+        let ok = WriteRequest {
+            timeseries: vec![series(Some("up"), 3)],
+            metadata: vec![],
+        };
+        let (s, _) = post(app(sink.clone()), encode(&ok), &SNAPPY).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        assert_eq!(rows(&sink), 3);
+
+        let mixed = WriteRequest {
+            timeseries: vec![series(Some("up"), 2), series(None, 4)],
+            metadata: vec![],
+        };
+        let (s, body) = post(app(sink.clone()), encode(&mixed), &SNAPPY).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains("4 samples rejected (2 stored)"), "{body}");
+        assert_eq!(rows(&sink), 5);
+
+        let (s, _) = post(app(sink.clone()), b"not snappy".to_vec(), &SNAPPY).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = post(
+            app(sink.clone()),
+            encode(&ok),
+            &[("content-type", "application/json")],
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (s, _) = post(
+            app(sink.clone()),
+            encode(&ok),
+            &[(
+                "content-type",
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            )],
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        // A snappy bomb: 64 MiB of zeros declared, refused before decompression.
+        let bomb = snap::raw::Encoder::new()
+            .compress_vec(&vec![0u8; 64 << 20])
+            .unwrap();
+        let (s, _) = post(app(sink.clone()), bomb, &SNAPPY).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(rows(&sink), 5);
+    }
+}

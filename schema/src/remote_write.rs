@@ -1,0 +1,343 @@
+//! Prometheus remote write 1.0 (`prometheus.WriteRequest`, snappy block format) to OTLP
+//! metrics, so remote-written samples take the same path as OTLP ones.
+//!
+//! The message types are declared here with prost's derive (the `.proto` has no crate of
+//! its own that matches prost 0.14). Every series becomes one gauge under the
+//! [`PROMETHEUS_SCOPE`], named by its `__name__` with its other labels as attributes, so
+//! readers take names and labels verbatim; a series whose metadata says `counter` becomes a
+//! cumulative monotonic sum. Exemplars join the sample nearest in time.
+//!
+//! Invariants: a series without a `__name__`, with an empty or repeated label name, or a
+//! sample before 1970 is rejected (counted, not stored); native histogram samples are
+//! rejected too. Decompression is bounded by a limit checked before any allocation.
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Exemplar as OtlpExemplar, Gauge, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, exemplar, metric::Data, number_data_point,
+};
+use prost::Message;
+
+use crate::metrics::PROMETHEUS_SCOPE;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct WriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<MetricMetadata>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TimeSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<Sample>,
+    #[prost(message, repeated, tag = "3")]
+    pub exemplars: Vec<Exemplar>,
+    /// Native histogram samples, kept undecoded: they are counted and rejected.
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    pub histograms: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Label {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Sample {
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    /// Milliseconds since the epoch.
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Exemplar {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    #[prost(int64, tag = "3")]
+    pub timestamp: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MetricMetadata {
+    /// 0 unknown, 1 counter, 2 gauge, 3 histogram, 4 gauge histogram, 5 summary, 6 info,
+    /// 7 stateset.
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(string, tag = "2")]
+    pub metric_family_name: String,
+    #[prost(string, tag = "4")]
+    pub help: String,
+    #[prost(string, tag = "5")]
+    pub unit: String,
+}
+
+const COUNTER: i32 = 1;
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("decompressed body would be {0} bytes, over the limit of {1}")]
+    TooLarge(usize, usize),
+    #[error("invalid snappy data: {0}")]
+    Snappy(String),
+    #[error("invalid WriteRequest: {0}")]
+    Protobuf(String),
+}
+
+/// Decompresses (snappy block format) and decodes a remote write body.
+pub fn decode(body: &[u8], max_bytes: usize) -> Result<WriteRequest, DecodeError> {
+    let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    if len > max_bytes {
+        return Err(DecodeError::TooLarge(len, max_bytes));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::Protobuf(e.to_string()))
+}
+
+/// Encodes a request the way a remote write sender does (for tests and load generators).
+pub fn encode(request: &WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap_or_default()
+}
+
+/// A request as OTLP, with what had to be rejected.
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub resource_metrics: Vec<ResourceMetrics>,
+    /// Samples accepted.
+    pub samples: usize,
+    /// Samples (and native histogram samples) rejected.
+    pub rejected: usize,
+    /// Why, for the first rejected series.
+    pub message: String,
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn invalid_series(labels: &[Label]) -> Option<String> {
+    let mut names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Some("a label name is empty".into());
+    }
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Some(format!("label {:?} is repeated", w[0]));
+    }
+    match labels.iter().find(|l| l.name == "__name__") {
+        Some(l) if !l.value.is_empty() => None,
+        _ => Some("a series has no __name__ label".into()),
+    }
+}
+
+fn exemplar_of(e: &Exemplar) -> OtlpExemplar {
+    let mut out = OtlpExemplar {
+        time_unix_nano: (e.timestamp.max(0) as u64).saturating_mul(1_000_000),
+        value: Some(exemplar::Value::AsDouble(e.value)),
+        ..Default::default()
+    };
+    for l in &e.labels {
+        let bytes = hex::decode(&l.value).ok();
+        match (l.name.as_str(), bytes) {
+            ("trace_id", Some(b)) if b.len() == 16 => out.trace_id = b,
+            ("span_id", Some(b)) if b.len() == 8 => out.span_id = b,
+            _ => out.filtered_attributes.push(kv(&l.name, &l.value)),
+        }
+    }
+    out
+}
+
+/// Converts a decoded request to OTLP metrics.
+pub fn to_otlp(request: &WriteRequest) -> Converted {
+    let mut out = Converted::default();
+    let counters: std::collections::HashMap<&str, &MetricMetadata> = request
+        .metadata
+        .iter()
+        .map(|m| (m.metric_family_name.as_str(), m))
+        .collect();
+    let mut metrics = Vec::with_capacity(request.timeseries.len());
+    for ts in &request.timeseries {
+        if !ts.histograms.is_empty() {
+            out.rejected += ts.histograms.len();
+            if out.message.is_empty() {
+                out.message = "native histogram samples are not supported".into();
+            }
+        }
+        if ts.samples.is_empty() {
+            continue;
+        }
+        if let Some(why) = invalid_series(&ts.labels) {
+            out.rejected += ts.samples.len();
+            if out.message.is_empty() {
+                out.message = why;
+            }
+            continue;
+        }
+        let name = ts
+            .labels
+            .iter()
+            .find(|l| l.name == "__name__")
+            .map(|l| l.value.as_str())
+            .unwrap_or_default();
+        let attributes: Vec<KeyValue> = ts
+            .labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .map(|l| kv(&l.name, &l.value))
+            .collect();
+        let mut points: Vec<NumberDataPoint> = Vec::with_capacity(ts.samples.len());
+        for s in &ts.samples {
+            if s.timestamp < 0 {
+                out.rejected += 1;
+                if out.message.is_empty() {
+                    out.message = format!("sample of {name} before 1970");
+                }
+                continue;
+            }
+            points.push(NumberDataPoint {
+                attributes: attributes.clone(),
+                time_unix_nano: (s.timestamp as u64).saturating_mul(1_000_000),
+                value: Some(number_data_point::Value::AsDouble(s.value)),
+                ..Default::default()
+            });
+        }
+        if points.is_empty() {
+            continue;
+        }
+        for e in &ts.exemplars {
+            let nearest = points
+                .iter_mut()
+                .min_by_key(|p| (p.time_unix_nano as i128 - e.timestamp as i128 * 1_000_000).abs());
+            if let Some(p) = nearest {
+                p.exemplars.push(exemplar_of(e));
+            }
+        }
+        out.samples += points.len();
+        let meta = counters.get(name);
+        let data = if meta.is_some_and(|m| m.r#type == COUNTER) {
+            Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })
+        } else {
+            Data::Gauge(Gauge {
+                data_points: points,
+            })
+        };
+        metrics.push(Metric {
+            name: name.to_string(),
+            description: meta.map(|m| m.help.clone()).unwrap_or_default(),
+            unit: meta.map(|m| m.unit.clone()).unwrap_or_default(),
+            data: Some(data),
+            ..Default::default()
+        });
+    }
+    if !metrics.is_empty() {
+        out.resource_metrics.push(ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: PROMETHEUS_SCOPE.into(),
+                    ..Default::default()
+                }),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(n: &str, v: &str) -> Label {
+        Label {
+            name: n.into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_series() {
+        let request = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![label("__name__", "up"), label("job", "node")],
+                    samples: vec![
+                        Sample {
+                            value: 1.0,
+                            timestamp: 1000,
+                        },
+                        Sample {
+                            value: f64::from_bits(0x7ff0_0000_0000_0002),
+                            timestamp: 2000,
+                        },
+                    ],
+                    ..Default::default()
+                },
+                TimeSeries {
+                    labels: vec![label("job", "x")],
+                    samples: vec![Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                    ..Default::default()
+                },
+            ],
+            metadata: vec![],
+        };
+        let body = encode(&request);
+        let decoded = decode(&body, 1 << 20).unwrap();
+        assert_eq!(decoded, request);
+        let c = to_otlp(&decoded);
+        assert_eq!((c.samples, c.rejected), (2, 1));
+        assert!(c.message.contains("__name__"), "{}", c.message);
+        let m = &c.resource_metrics[0].scope_metrics[0].metrics[0];
+        let Some(Data::Gauge(g)) = &m.data else {
+            panic!("gauge expected")
+        };
+        let Some(number_data_point::Value::AsDouble(stale)) = g.data_points[1].value else {
+            panic!("double expected")
+        };
+        assert_eq!(stale.to_bits(), 0x7ff0_0000_0000_0002);
+    }
+
+    #[test]
+    fn bombs_stop_before_decompressing() {
+        let big = vec![0u8; 1 << 20];
+        let body = snap::raw::Encoder::new().compress_vec(&big).unwrap();
+        assert!(body.len() < 100_000);
+        assert!(matches!(
+            decode(&body, 1000),
+            Err(DecodeError::TooLarge(..))
+        ));
+        assert!(matches!(
+            decode(b"garbage", 1000),
+            Err(DecodeError::Snappy(_))
+        ));
+    }
+}
