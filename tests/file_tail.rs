@@ -15,61 +15,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// A `strata standalone` with a configuration file of file sources.
-struct Standalone {
-    proc: Proc,
-    query: String,
-    agent_http: String,
-}
-
 fn standalone(dir: &Path, name: &str, sources: &str) -> Standalone {
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(&config, sources).expect("config");
-    let (grpc, http, query, flight, chttp) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
-    let mut proc = strata(
-        name,
-        dir,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "standalone",
-            "--data-dir",
-            dir.join("data").to_str().unwrap(),
-            "--otlp-grpc",
-            &format!("127.0.0.1:{grpc}"),
-            "--otlp-http",
-            &format!("127.0.0.1:{http}"),
-            "--http",
-            &format!("127.0.0.1:{query}"),
-            "--flight",
-            &format!("127.0.0.1:{flight}"),
-            "--collector-http",
-            &format!("127.0.0.1:{chttp}"),
-        ],
-        &[("STRATA_COLLECTOR__FLUSH_MAX_AGE_MS", "200")],
-    );
-    let query = format!("http://127.0.0.1:{query}");
-    let agent_http = format!("http://127.0.0.1:{http}");
-    wait_ready(
-        &format!("{query}/ready"),
-        Duration::from_secs(30),
-        &mut proc,
-    );
-    wait_ready(
-        &format!("{agent_http}/ready"),
-        Duration::from_secs(30),
-        &mut proc,
-    );
-    Standalone {
-        proc,
-        query,
-        agent_http,
-    }
+    common::standalone(dir, name, Some(sources), &[])
 }
 
 /// One `[[agent.files]]` table tuned for tests: fast polling, short rotate wait.

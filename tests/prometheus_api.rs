@@ -93,40 +93,14 @@ fn enc(q: &str) -> String {
 #[test]
 fn prometheus_api_answers_over_remote_written_and_otlp_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http, query, flight, chttp) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
-    let mut p = strata(
-        "standalone",
+    let mut sa = standalone(
         dir.path(),
-        &[
-            "standalone",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "--otlp-grpc",
-            &format!("127.0.0.1:{grpc}"),
-            "--otlp-http",
-            &format!("127.0.0.1:{http}"),
-            "--http",
-            &format!("127.0.0.1:{query}"),
-            "--flight",
-            &format!("127.0.0.1:{flight}"),
-            "--collector-http",
-            &format!("127.0.0.1:{chttp}"),
-        ],
-        &[
-            ("STRATA_COLLECTOR__FLUSH_MAX_AGE_MS", "200"),
-            ("STRATA_AGENT__BATCH_MAX_AGE_MS", "50"),
-        ],
+        "standalone",
+        None,
+        &[("STRATA_AGENT__BATCH_MAX_AGE_MS", "50")],
     );
-    let q = format!("http://127.0.0.1:{query}");
-    let agent = format!("http://127.0.0.1:{http}");
-    wait_ready(&format!("{agent}/ready"), Duration::from_secs(30), &mut p);
-    wait_ready(&format!("{q}/ready"), Duration::from_secs(30), &mut p);
+    let q = sa.query.clone();
+    let agent = sa.agent_http.clone();
 
     // Grafana's "Save & test".
     let d = ok_data(&q, "/api/v1/query?query=1%2B1");
@@ -338,5 +312,5 @@ fn prometheus_api_answers_over_remote_written_and_otlp_metrics() {
         "query requests are counted"
     );
 
-    assert!(p.terminate(Duration::from_secs(20)));
+    assert!(sa.proc.terminate(Duration::from_secs(20)));
 }

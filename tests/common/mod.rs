@@ -113,6 +113,76 @@ pub fn strata(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> P
     }
 }
 
+/// A `strata standalone` on free loopback ports, ready to serve.
+pub struct Standalone {
+    pub proc: Proc,
+    /// Base URL of the query API.
+    pub query: String,
+    /// Base URL of the agent's OTLP/HTTP listener (also Prometheus remote write).
+    pub agent_http: String,
+    /// Base URL of the collector's HTTP listener.
+    pub collector_http: String,
+}
+
+/// Starts `strata standalone` in `dir`, with an optional configuration file text and
+/// environment overrides (the collector flushes after 200 ms unless `envs` says otherwise).
+pub fn standalone(
+    dir: &Path,
+    name: &str,
+    config: Option<&str>,
+    envs: &[(&str, &str)],
+) -> Standalone {
+    let config_path = dir.join(format!("{name}.toml"));
+    let mut args: Vec<String> = Vec::new();
+    if let Some(text) = config {
+        std::fs::write(&config_path, text).expect("config");
+        args.extend(["--config".into(), config_path.display().to_string()]);
+    }
+    let (grpc, http, query, flight, chttp) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    args.extend([
+        "standalone".into(),
+        "--data-dir".into(),
+        dir.join("data").display().to_string(),
+    ]);
+    for (flag, port) in [
+        ("--otlp-grpc", grpc),
+        ("--otlp-http", http),
+        ("--http", query),
+        ("--flight", flight),
+        ("--collector-http", chttp),
+    ] {
+        args.extend([flag.to_string(), format!("127.0.0.1:{port}")]);
+    }
+    let mut all_envs = vec![("STRATA_COLLECTOR__FLUSH_MAX_AGE_MS", "200")];
+    all_envs.extend_from_slice(envs);
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut proc = strata(name, dir, &arg_refs, &all_envs);
+    let query = format!("http://127.0.0.1:{query}");
+    let agent_http = format!("http://127.0.0.1:{http}");
+    wait_ready(
+        &format!("{query}/ready"),
+        Duration::from_secs(30),
+        &mut proc,
+    );
+    wait_ready(
+        &format!("{agent_http}/ready"),
+        Duration::from_secs(30),
+        &mut proc,
+    );
+    Standalone {
+        proc,
+        query,
+        agent_http,
+        collector_http: format!("http://127.0.0.1:{chttp}"),
+    }
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
