@@ -314,3 +314,132 @@ fn prometheus_api_answers_over_remote_written_and_otlp_metrics() {
 
     assert!(sa.proc.terminate(Duration::from_secs(20)));
 }
+
+/// A minimal exporter on a real socket: serves `body(n)` for the n-th scrape, until `stop`.
+fn exporter(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    n += 1;
+                    let body = format!(
+                        "# HELP exporter_requests_total Requests served.\n# TYPE exporter_requests_total counter\nexporter_requests_total{{path=\"/a\"}} {}\n# TYPE exporter_temp gauge\nexporter_temp 21.5\nexporter_info{{job=\"inner\",version=\"1.2\"}} 1\n",
+                        n * 10
+                    );
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn the_agent_scrapes_exporters_and_itself() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (port, exporter_thread) = exporter(stop.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[[agent.scrape]]
+job = "node"
+targets = ["127.0.0.1:{port}"]
+interval_ms = 500
+timeout_ms = 400
+labels = {{ env = "test" }}
+
+[[agent.scrape]]
+job = "strata-agent"
+targets = ["{{agent_http}}"]
+interval_ms = 500
+timeout_ms = 400
+"#
+    );
+    let mut sa = standalone(
+        dir.path(),
+        "scrape",
+        Some(&config),
+        &[("STRATA_AGENT__BATCH_MAX_AGE_MS", "50")],
+    );
+    let q = sa.query.clone();
+    let instant = |query: &str| -> Value {
+        let (s, v) = prom(&q, &format!("/api/v1/query?query={}", enc(query)));
+        assert_eq!(s, 200, "{query}: {v}");
+        v["data"]["result"].clone()
+    };
+    eventually(Duration::from_secs(30), "exporter scraped", || {
+        instant("up{job=\"node\"}")[0]["value"][1] == "1"
+            && instant("exporter_requests_total")[0]["value"][1] != Value::Null
+    });
+    let r = instant("exporter_requests_total");
+    assert_eq!(
+        r[0]["metric"],
+        json!({"__name__": "exporter_requests_total", "job": "node",
+               "instance": format!("127.0.0.1:{port}"), "path": "/a", "env": "test"})
+    );
+    let r = instant("exporter_info");
+    assert_eq!(r[0]["metric"]["exported_job"], "inner", "{r}");
+    eventually(
+        Duration::from_secs(30),
+        "a rate over several scrapes",
+        || {
+            instant("rate(exporter_requests_total[10s])")
+                .get(0)
+                .and_then(|s| s["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v > 0.0)
+        },
+    );
+    let d = ok_data(&q, "/api/v1/metadata?metric=exporter_requests_total");
+    assert_eq!(d["exporter_requests_total"][0]["type"], "counter", "{d}");
+    assert_eq!(d["exporter_requests_total"][0]["help"], "Requests served.");
+    // The agent scrapes its own /metrics.
+    eventually(Duration::from_secs(30), "agent self-scrape", || {
+        instant("up{job=\"strata-agent\"}")
+            .get(0)
+            .is_some_and(|s| s["value"][1] == "1")
+            && instant("count({job=\"strata-agent\"})")
+                .get(0)
+                .and_then(|s| s["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|n| n > 10.0)
+    });
+    // The exporter goes away: `up` drops to 0 and its series are marked stale.
+    stop.store(true, Ordering::SeqCst);
+    exporter_thread.join().unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "target down and series stale",
+        || {
+            instant("up{job=\"node\"}")[0]["value"][1] == "0"
+                && instant("exporter_temp")
+                    .as_array()
+                    .is_some_and(|a| a.is_empty())
+        },
+    );
+    let metrics = get(&format!("{}/metrics", sa.agent_http)).1;
+    assert!(
+        metrics.contains("strata_agent_scrape_scrapes_total{job=\"node\",outcome=\"failed\"}"),
+        "failed scrapes are counted"
+    );
+    assert!(sa.proc.terminate(Duration::from_secs(20)));
+}

@@ -91,6 +91,8 @@ pub struct AgentConfig {
     /// Log files to tail (`[[agent.files]]`), each source with its own globs, format and
     /// parser. Their checkpoints live in `data_dir/files/`.
     pub files: Vec<crate::sources::file::FileSourceConfig>,
+    /// Prometheus endpoints to scrape (`[[agent.scrape]]`): static targets per job.
+    pub scrape: Vec<crate::sources::scrape::ScrapeConfig>,
 }
 
 impl Default for AgentConfig {
@@ -119,6 +121,7 @@ impl Default for AgentConfig {
             max_request_bytes: 16 * 1024 * 1024,
             shutdown_grace_secs: 10,
             files: Vec::new(),
+            scrape: Vec::new(),
         }
     }
 }
@@ -153,6 +156,9 @@ impl AgentConfig {
             return Err(Error::Config(
                 "memory_limit_bytes must be at least max_request_bytes".into(),
             ));
+        }
+        for s in &self.scrape {
+            s.validate().map_err(Error::Config)?;
         }
         let mut names = std::collections::HashSet::new();
         for f in &self.files {

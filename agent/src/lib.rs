@@ -109,6 +109,18 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         config.max_request_bytes,
         config.default_tenant.clone(),
     ));
+    let scrape_metrics = sources::scrape::ScrapeMetrics::register(&mut registry.lock_registry());
+    let scrape_tasks = tokio_util::task::TaskTracker::new();
+    for job in &config.scrape {
+        sources::scrape::spawn(
+            job,
+            receiver.clone(),
+            &scrape_metrics,
+            shutdown.clone(),
+            &scrape_tasks,
+        );
+    }
+    scrape_tasks.close();
     let grpc = serve::bind("OTLP/gRPC", &config.otlp_grpc).await?;
     let http = serve::bind("OTLP/HTTP", &config.otlp_http).await?;
     info!(
@@ -133,6 +145,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     let http_task = tokio::spawn(serve::serve_http("OTLP/HTTP", http, http_app, accept_stop));
     let grpc_result = grpc_task.await;
     let http_result = http_task.await;
+    scrape_tasks.wait().await;
     shipper.drain().await;
     // Acknowledgements that came during the drain are in; the file sources write their
     // checkpoints a last time.

@@ -124,8 +124,9 @@ pub struct Standalone {
     pub collector_http: String,
 }
 
-/// Starts `strata standalone` in `dir`, with an optional configuration file text and
-/// environment overrides (the collector flushes after 200 ms unless `envs` says otherwise).
+/// Starts `strata standalone` in `dir`, with an optional configuration file text (where
+/// `{agent_http}` stands for the agent's OTLP/HTTP address) and environment overrides (the
+/// collector flushes after 200 ms unless `envs` says otherwise).
 pub fn standalone(
     dir: &Path,
     name: &str,
@@ -133,11 +134,6 @@ pub fn standalone(
     envs: &[(&str, &str)],
 ) -> Standalone {
     let config_path = dir.join(format!("{name}.toml"));
-    let mut args: Vec<String> = Vec::new();
-    if let Some(text) = config {
-        std::fs::write(&config_path, text).expect("config");
-        args.extend(["--config".into(), config_path.display().to_string()]);
-    }
     let (grpc, http, query, flight, chttp) = (
         free_port(),
         free_port(),
@@ -145,6 +141,12 @@ pub fn standalone(
         free_port(),
         free_port(),
     );
+    let mut args: Vec<String> = Vec::new();
+    if let Some(text) = config {
+        let text = text.replace("{agent_http}", &format!("127.0.0.1:{http}"));
+        std::fs::write(&config_path, text).expect("config");
+        args.extend(["--config".into(), config_path.display().to_string()]);
+    }
     args.extend([
         "standalone".into(),
         "--data-dir".into(),

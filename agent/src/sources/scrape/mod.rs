@@ -1,0 +1,352 @@
+//! Prometheus scraping: `[[agent.scrape]]` jobs of static targets, each fetched every
+//! `interval_ms` (within `timeout_ms`) from `http://<target><metrics_path>`, so a node's
+//! exporters (and the agent's own `/metrics`) need no Prometheus server.
+//!
+//! Every scrape becomes samples in Prometheus's model (names and labels verbatim, `TYPE
+//! counter` families as monotonic sums), stamped with the scrape's start time unless a line
+//! carries its own, with `job` and `instance` (a clashing exposed label is kept as
+//! `exported_job` / `exported_instance`) and the job's static labels. Like Prometheus, each
+//! scrape also writes `up`, `scrape_duration_seconds` and `scrape_samples_scraped`, and a
+//! staleness marker for every series of the previous scrape that is gone (all of them when
+//! the target is down). Samples enter the pipeline through the OTLP receiver, like remote
+//! write. Targets are spread over the interval by a hash of their address.
+
+mod parse;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use strata_schema::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::otlp::{Metrics, OtlpReceiver};
+use crate::metrics::Labels;
+
+pub use parse::{Exposition, ParsedSample, parse};
+
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// One scrape job (`[[agent.scrape]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// The `job` label of every series scraped.
+    pub job: String,
+    /// Targets as `HOST:PORT`; each becomes the `instance` label.
+    pub targets: Vec<String>,
+    /// Path of the metrics endpoint.
+    pub metrics_path: String,
+    /// Time between scrapes of one target, in milliseconds.
+    pub interval_ms: u64,
+    /// A scrape taking longer fails (`up` 0), in milliseconds; at most `interval_ms`.
+    pub timeout_ms: u64,
+    /// Largest exposition accepted; a larger one fails the scrape.
+    pub max_body_bytes: usize,
+    /// Tenant of the samples (the agent's default tenant when empty).
+    pub tenant: String,
+    /// Labels added to every series of the job.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for ScrapeConfig {
+    fn default() -> Self {
+        Self {
+            job: String::new(),
+            targets: Vec::new(),
+            metrics_path: "/metrics".into(),
+            interval_ms: 15_000,
+            timeout_ms: 10_000,
+            max_body_bytes: 32 << 20,
+            tenant: String::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl ScrapeConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.job.is_empty() {
+            return Err("a scrape job needs a `job` name".into());
+        }
+        if self.targets.is_empty() {
+            return Err(format!("scrape job {:?} has no targets", self.job));
+        }
+        for t in &self.targets {
+            let uri: Result<http::Uri, _> = format!("http://{t}{}", self.metrics_path).parse();
+            if t.contains('/') || uri.is_err() {
+                return Err(format!(
+                    "scrape job {:?}: target {t:?} must be HOST:PORT",
+                    self.job
+                ));
+            }
+        }
+        if !self.metrics_path.starts_with('/') {
+            return Err(format!(
+                "scrape job {:?}: metrics_path must start with '/'",
+                self.job
+            ));
+        }
+        if self.interval_ms == 0 || self.timeout_ms == 0 || self.timeout_ms > self.interval_ms {
+            return Err(format!(
+                "scrape job {:?}: need 0 < timeout_ms <= interval_ms",
+                self.job
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Scrape counters, by job and outcome (`ok`, `failed`, `refused`).
+#[derive(Clone)]
+pub struct ScrapeMetrics {
+    scrapes: Family<Labels, Counter>,
+    samples: Family<Labels, Counter>,
+}
+
+impl ScrapeMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            scrapes: Family::default(),
+            samples: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("strata_agent_scrape");
+        r.register(
+            "scrapes",
+            "Scrapes by job and outcome (ok, failed: target down or broken exposition, refused: not accepted downstream)",
+            m.scrapes.clone(),
+        );
+        r.register("samples", "Samples scraped, by job", m.samples.clone());
+        m
+    }
+
+    fn count(&self, job: &str, outcome: &str) {
+        self.scrapes
+            .get_or_create(&vec![
+                ("job", job.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+}
+
+/// Starts one task per target of `config`, until `shutdown`.
+pub fn spawn(
+    config: &ScrapeConfig,
+    receiver: Arc<OtlpReceiver>,
+    metrics: &ScrapeMetrics,
+    shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) {
+    for target in &config.targets {
+        let scraper = Scraper {
+            config: config.clone(),
+            target: target.clone(),
+            receiver: receiver.clone(),
+            metrics: metrics.clone(),
+            previous: HashSet::new(),
+        };
+        tasks.spawn(scraper.run(shutdown.clone()));
+    }
+}
+
+struct Scraper {
+    config: ScrapeConfig,
+    target: String,
+    receiver: Arc<OtlpReceiver>,
+    metrics: ScrapeMetrics,
+    /// Label sets written by the previous scrape (for staleness markers).
+    previous: HashSet<Vec<(String, String)>>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Scraper {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let interval = Duration::from_millis(self.config.interval_ms);
+        let offset = xxhash_rust::xxh3::xxh3_64(self.target.as_bytes()) % self.config.interval_ms;
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let first = tokio::time::Instant::now() + Duration::from_millis(offset);
+        let mut ticker = tokio::time::interval_at(first, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            self.scrape_once(&client).await;
+        }
+    }
+
+    async fn fetch(
+        &self,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    ) -> Result<String, String> {
+        let uri: http::Uri = format!("http://{}{}", self.target, self.config.metrics_path)
+            .parse()
+            .map_err(|e| format!("bad target: {e}"))?;
+        let request = http::Request::get(uri)
+            .header(http::header::ACCEPT, "text/plain;version=0.0.4")
+            .header(
+                http::header::USER_AGENT,
+                concat!("strata-agent/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let body = Limited::new(response.into_body(), self.config.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|e| format!("reading body: {e}"))?
+            .to_bytes();
+        String::from_utf8(body.to_vec()).map_err(|_| "exposition is not UTF-8".into())
+    }
+
+    async fn scrape_once(
+        &mut self,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    ) {
+        let t = now_ms();
+        let start = Instant::now();
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let result = match tokio::time::timeout(timeout, self.fetch(client)).await {
+            Ok(Ok(text)) => parse(&text),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("timed out after {timeout:?}")),
+        };
+        let exposition = match result {
+            Ok(e) => Some(e),
+            Err(e) => {
+                debug!(job = %self.config.job, target = %self.target, error = %e, "scrape failed");
+                None
+            }
+        };
+        let request = self.write_request(exposition.as_ref(), t, start.elapsed());
+        let converted = strata_schema::remote_write::to_otlp(&request);
+        let job = self.config.job.clone();
+        self.metrics
+            .samples
+            .get_or_create(&vec![("job", job.clone())])
+            .inc_by(exposition.as_ref().map_or(0, |e| e.samples.len()) as u64);
+        let tenant = (!self.config.tenant.is_empty()).then_some(self.config.tenant.as_str());
+        let export = self
+            .receiver
+            .export::<Metrics>(
+                "scrape",
+                tenant,
+                ExportMetricsServiceRequest {
+                    resource_metrics: converted.resource_metrics,
+                },
+            )
+            .await;
+        let outcome = match (&export, &exposition) {
+            (Err(e), _) => {
+                warn!(job = %job, target = %self.target, error = %e, "scraped samples refused");
+                "refused"
+            }
+            (Ok(_), None) => "failed",
+            (Ok(_), Some(_)) => "ok",
+        };
+        self.metrics.count(&job, outcome);
+    }
+
+    /// The samples of one scrape (or of a failed one), with staleness markers for series
+    /// that are gone and the scrape's own series.
+    fn write_request(
+        &mut self,
+        exposition: Option<&Exposition>,
+        t: i64,
+        took: Duration,
+    ) -> WriteRequest {
+        let mut timeseries = Vec::new();
+        let mut current = HashSet::new();
+        let mut metadata = Vec::new();
+        let target_labels = |mut labels: Vec<(String, String)>| {
+            for l in labels.iter_mut() {
+                if l.0 == "job" || l.0 == "instance" {
+                    l.0 = format!("exported_{}", l.0);
+                }
+            }
+            labels.push(("job".into(), self.config.job.clone()));
+            labels.push(("instance".into(), self.target.clone()));
+            for (k, v) in &self.config.labels {
+                if !labels.iter().any(|l| &l.0 == k) {
+                    labels.push((k.clone(), v.clone()));
+                }
+            }
+            labels.sort();
+            labels
+        };
+        let mut push = |labels: Vec<(String, String)>, value: f64, ts: i64| {
+            timeseries.push(TimeSeries {
+                labels: labels
+                    .iter()
+                    .map(|(n, v)| Label {
+                        name: n.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+                samples: vec![Sample {
+                    value,
+                    timestamp: ts,
+                }],
+                ..Default::default()
+            });
+        };
+        let scraped = exposition.map_or(0, |e| e.samples.len());
+        if let Some(e) = exposition {
+            for s in &e.samples {
+                let mut labels = s.labels.clone();
+                labels.push(("__name__".into(), s.name.clone()));
+                let labels = target_labels(labels);
+                current.insert(labels.clone());
+                push(labels, s.value, s.timestamp_ms.unwrap_or(t));
+            }
+            for (name, kind) in &e.types {
+                if kind == "counter" {
+                    metadata.push(MetricMetadata {
+                        r#type: 1,
+                        metric_family_name: name.clone(),
+                        help: e.help.get(name).cloned().unwrap_or_default(),
+                        unit: String::new(),
+                    });
+                }
+            }
+        }
+        for gone in self.previous.difference(&current) {
+            push(gone.clone(), f64::from_bits(STALE_NAN), t);
+        }
+        let up = if exposition.is_some() { 1.0 } else { 0.0 };
+        for (name, value) in [
+            ("up", up),
+            ("scrape_duration_seconds", took.as_secs_f64()),
+            ("scrape_samples_scraped", scraped as f64),
+        ] {
+            push(
+                target_labels(vec![("__name__".into(), name.into())]),
+                value,
+                t,
+            );
+        }
+        self.previous = current;
+        WriteRequest {
+            timeseries,
+            metadata,
+        }
+    }
+}
