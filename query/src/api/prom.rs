@@ -395,10 +395,12 @@ async fn series_of(
     Ok(out)
 }
 
-fn all_series_selector() -> VectorSelector {
-    match promql::parse("{__name__=~\".+\"}") {
-        Ok(Expr::VectorSelector(vs)) => vs,
-        _ => unreachable!("a constant selector parses"),
+fn all_series_selector() -> Result<VectorSelector, QueryError> {
+    match promql::parse("{__name__=~\".+\"}")? {
+        Expr::VectorSelector(vs) => Ok(vs),
+        _ => Err(QueryError::Internal(
+            "the all-series selector did not parse".into(),
+        )),
     }
 }
 
@@ -452,7 +454,7 @@ pub async fn labels(
     let params = Params::parse(&method, raw, &headers, &body);
     let mut selectors = selectors(&params)?;
     if selectors.is_empty() {
-        selectors.push(all_series_selector());
+        selectors.push(all_series_selector()?);
     }
     let found = series_of(&state, &headers, &selectors, metadata_range(&params)?).await?;
     let names: BTreeSet<&str> = found

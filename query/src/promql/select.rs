@@ -172,8 +172,10 @@ pub async fn fetch(
             let mut times = Vec::with_capacity(points.len());
             let mut values: Vec<f64> = Vec::with_capacity(points.len());
             for (t, v) in points {
-                if times.last() == Some(&t) {
-                    *values.last_mut().expect("parallel vectors") = v;
+                if times.last() == Some(&t)
+                    && let Some(last) = values.last_mut()
+                {
+                    *last = v;
                 } else {
                     times.push(t);
                     values.push(v);
