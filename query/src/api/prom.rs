@@ -78,11 +78,20 @@ fn bad(msg: String) -> QueryError {
     QueryError::BadRequest(msg)
 }
 
+/// Times beyond this many seconds from the epoch (about 31,700 years) are refused, so time
+/// arithmetic cannot overflow.
+const MAX_ABS_SECONDS: f64 = 1e12;
+
 /// A time parameter: Unix seconds (with fractions) or RFC 3339.
 fn parse_time(name: &str, v: &str) -> Result<i64, QueryError> {
     if let Ok(secs) = v.parse::<f64>()
         && secs.is_finite()
     {
+        if secs.abs() > MAX_ABS_SECONDS {
+            return Err(bad(format!(
+                "invalid parameter \"{name}\": {v} is out of range"
+            )));
+        }
         return Ok((secs * 1000.0).round() as i64);
     }
     chrono::DateTime::parse_from_rfc3339(v)
@@ -99,10 +108,15 @@ fn parse_duration(name: &str, v: &str) -> Result<i64, QueryError> {
     if let Ok(secs) = v.parse::<f64>()
         && secs.is_finite()
     {
+        if secs.abs() > MAX_ABS_SECONDS {
+            return Err(bad(format!(
+                "invalid parameter \"{name}\": {v} is out of range"
+            )));
+        }
         return Ok((secs * 1000.0).round() as i64);
     }
     promql_parser::util::parse_duration(v)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| promql::eval::duration_ms(&d))
         .map_err(|_| {
             bad(format!(
                 "invalid parameter \"{name}\": cannot parse \"{v}\" to a valid duration"

@@ -61,13 +61,15 @@ pub fn selector_key(vs: &VectorSelector) -> String {
 
 pub fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => duration_ms(&d),
+        Err(e) => -duration_ms(&e.duration()),
     }
 }
 
+/// A duration in milliseconds, saturating at about 31,700 years so that time arithmetic on
+/// it cannot overflow.
 pub fn duration_ms(d: &Duration) -> i64 {
-    d.as_millis() as i64
+    d.as_millis().min(1_000_000_000_000_000) as i64
 }
 
 fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -384,6 +386,12 @@ impl Evaluator<'_> {
                     end: last,
                     step,
                 };
+                if inner.len() > self.opts.max_samples / 4 {
+                    return exec_err(format!(
+                        "subquery {expr} would evaluate {} steps; use a larger step or a shorter range",
+                        inner.len()
+                    ));
+                }
                 let series = if start > last {
                     Vec::new()
                 } else {
