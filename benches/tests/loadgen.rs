@@ -174,4 +174,41 @@ fn every_signal_over_grpc_and_http_is_acknowledged_and_stored() {
         "20",
     ]);
     assert_eq!(report["found"], 20, "{report}");
+
+    // The remote write generator of the Prometheus comparison: every sample stored, and
+    // PromQL sees every series.
+    let before = count(&query, "metrics");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata-remote-write"))
+        .args(["--url", &format!("{http}/api/v1/write")])
+        .args([
+            "--metric",
+            "rw_counter:50",
+            "--hours",
+            "0.5",
+            "--round",
+            "7",
+        ])
+        .args(["--max-seconds", "60"])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run strata-remote-write");
+    assert!(out.status.success(), "strata-remote-write failed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["samples"], 50 * 30, "{report}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&query, "metrics") - before < 1500 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(count(&query, "metrics") - before, 1500);
+    let body: serde_json::Value = ureq::get(&format!("{query}/api/v1/query"))
+        .query("query", "count(rw_counter)")
+        .query(
+            "time",
+            &(report["last_ms"].as_f64().expect("last_ms") / 1000.0).to_string(),
+        )
+        .call()
+        .expect("PromQL")
+        .into_json()
+        .expect("JSON");
+    assert_eq!(body["data"]["result"][0]["value"][1], "50", "{body}");
 }

@@ -5,7 +5,14 @@
 //! its own that matches prost 0.14). Every series becomes one gauge under the
 //! [`PROMETHEUS_SCOPE`], named by its `__name__` with its other labels as attributes, so
 //! readers take names and labels verbatim; a series whose metadata says `counter` becomes a
-//! cumulative monotonic sum. Exemplars join the sample nearest in time.
+//! cumulative monotonic sum. Exemplars join the sample nearest in time; a series that carries
+//! only exemplars (Prometheus sends them apart from samples) becomes value-less points, one
+//! per exemplar, which hold the exemplar and are not samples.
+//!
+//! Metadata (type, help, unit) comes from the request itself or, since Prometheus sends it in
+//! requests of its own, from a [`MetadataCache`] the receiver keeps. A series finds its family
+//! by its name, or by its name without `_total` (OpenMetrics counters), `_bucket`, `_sum` or
+//! `_count`.
 //!
 //! Invariants: a series without a `__name__`, with an empty or repeated label name, or a
 //! sample before 1970 is rejected (counted, not stored); native histogram samples are
@@ -83,6 +90,57 @@ pub struct MetricMetadata {
 }
 
 const COUNTER: i32 = 1;
+
+/// Metric metadata remembered across requests, by family name; bounded in size.
+#[derive(Debug, Default)]
+pub struct MetadataCache {
+    families: std::collections::HashMap<String, MetricMetadata>,
+}
+
+impl MetadataCache {
+    /// The most families remembered; later new families are not (known ones still update).
+    pub const MAX_FAMILIES: usize = 100_000;
+
+    /// Remembers (or updates) the metadata of a request.
+    pub fn remember(&mut self, metadata: &[MetricMetadata]) {
+        for m in metadata {
+            if let Some(known) = self.families.get_mut(&m.metric_family_name) {
+                if known != m {
+                    *known = m.clone();
+                }
+            } else if self.families.len() < Self::MAX_FAMILIES {
+                self.families
+                    .insert(m.metric_family_name.clone(), m.clone());
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.families.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.families.is_empty()
+    }
+
+    fn get(&self, family: &str) -> Option<&MetricMetadata> {
+        self.families.get(family)
+    }
+}
+
+/// The metadata of the family a series named `name` belongs to: its own name first, then the
+/// name without a suffix Prometheus adds to a family's series.
+fn family_of<'a>(
+    name: &str,
+    lookup: impl Fn(&str) -> Option<&'a MetricMetadata>,
+) -> Option<&'a MetricMetadata> {
+    lookup(name).or_else(|| {
+        ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .find_map(&lookup)
+    })
+}
 
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -168,10 +226,10 @@ fn exemplar_of(e: &Exemplar) -> OtlpExemplar {
     out
 }
 
-/// Converts a decoded request to OTLP metrics.
-pub fn to_otlp(request: &WriteRequest) -> Converted {
+/// Converts a decoded request to OTLP metrics; metadata is the request's own, else `known`'s.
+pub fn to_otlp(request: &WriteRequest, known: &MetadataCache) -> Converted {
     let mut out = Converted::default();
-    let counters: std::collections::HashMap<&str, &MetricMetadata> = request
+    let own: std::collections::HashMap<&str, &MetricMetadata> = request
         .metadata
         .iter()
         .map(|m| (m.metric_family_name.as_str(), m))
@@ -184,7 +242,7 @@ pub fn to_otlp(request: &WriteRequest) -> Converted {
                 out.message = "native histogram samples are not supported".into();
             }
         }
-        if ts.samples.is_empty() {
+        if ts.samples.is_empty() && ts.exemplars.is_empty() {
             continue;
         }
         if let Some(why) = invalid_series(&ts.labels) {
@@ -222,20 +280,39 @@ pub fn to_otlp(request: &WriteRequest) -> Converted {
                 ..Default::default()
             });
         }
+        out.samples += points.len();
+        if points.is_empty() {
+            // Exemplars alone: each on a point of its own without a value.
+            points.extend(ts.exemplars.iter().filter(|e| e.timestamp >= 0).map(|e| {
+                NumberDataPoint {
+                    attributes: attributes.clone(),
+                    time_unix_nano: (e.timestamp as u64).saturating_mul(1_000_000),
+                    exemplars: vec![exemplar_of(e)],
+                    ..Default::default()
+                }
+            }));
+        } else {
+            for e in &ts.exemplars {
+                let nearest = points.iter_mut().min_by_key(|p| {
+                    (p.time_unix_nano as i128 - e.timestamp as i128 * 1_000_000).abs()
+                });
+                if let Some(p) = nearest {
+                    p.exemplars.push(exemplar_of(e));
+                }
+            }
+        }
         if points.is_empty() {
             continue;
         }
-        for e in &ts.exemplars {
-            let nearest = points
-                .iter_mut()
-                .min_by_key(|p| (p.time_unix_nano as i128 - e.timestamp as i128 * 1_000_000).abs());
-            if let Some(p) = nearest {
-                p.exemplars.push(exemplar_of(e));
-            }
-        }
-        out.samples += points.len();
-        let meta = counters.get(name);
-        let data = if meta.is_some_and(|m| m.r#type == COUNTER) {
+        let meta = family_of(name, |n| own.get(n).copied().or_else(|| known.get(n)));
+        // A family's `_sum`/`_count`/`_bucket` series stay gauges; only counters' own series
+        // are sums.
+        let is_counter = meta.is_some_and(|m| {
+            m.r#type == COUNTER
+                && (m.metric_family_name == name
+                    || name.strip_suffix("_total") == Some(m.metric_family_name.as_str()))
+        });
+        let data = if is_counter {
             Data::Sum(Sum {
                 data_points: points,
                 aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -314,7 +391,7 @@ mod tests {
         let decoded = decode(&body, 1 << 20).unwrap();
         // NaN != NaN, so compare the encodings.
         assert_eq!(decoded.encode_to_vec(), request.encode_to_vec());
-        let c = to_otlp(&decoded);
+        let c = to_otlp(&decoded, &MetadataCache::default());
         assert_eq!((c.samples, c.rejected), (2, 1));
         assert!(c.message.contains("__name__"), "{}", c.message);
         let m = &c.resource_metrics[0].scope_metrics[0].metrics[0];
@@ -340,5 +417,59 @@ mod tests {
             decode(b"garbage", 1000),
             Err(DecodeError::Snappy(_))
         ));
+    }
+
+    #[test]
+    fn metadata_of_earlier_requests_and_exemplars_without_samples() {
+        let mut cache = MetadataCache::default();
+        cache.remember(&[MetricMetadata {
+            r#type: COUNTER,
+            metric_family_name: "http_requests".into(),
+            help: "Requests served.".into(),
+            unit: String::new(),
+        }]);
+        let request = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![label("__name__", "http_requests_total")],
+                    samples: vec![Sample {
+                        value: 3.0,
+                        timestamp: 1000,
+                    }],
+                    ..Default::default()
+                },
+                TimeSeries {
+                    labels: vec![label("__name__", "http_requests_created")],
+                    samples: vec![Sample {
+                        value: 1.0,
+                        timestamp: 1000,
+                    }],
+                    ..Default::default()
+                },
+                TimeSeries {
+                    labels: vec![label("__name__", "latency_bucket"), label("le", "0.5")],
+                    exemplars: vec![Exemplar {
+                        labels: vec![label("trace_id", "0123456789abcdef0123456789abcdef")],
+                        value: 0.3,
+                        timestamp: 2000,
+                    }],
+                    ..Default::default()
+                },
+            ],
+            metadata: vec![],
+        };
+        let c = to_otlp(&request, &cache);
+        assert_eq!((c.samples, c.rejected), (2, 0));
+        let metrics = &c.resource_metrics[0].scope_metrics[0].metrics;
+        assert!(matches!(metrics[0].data, Some(Data::Sum(ref s)) if s.is_monotonic));
+        assert_eq!(metrics[0].description, "Requests served.");
+        assert!(matches!(metrics[1].data, Some(Data::Gauge(_))));
+        let Some(Data::Gauge(g)) = &metrics[2].data else {
+            panic!("gauge expected")
+        };
+        assert_eq!(g.data_points.len(), 1);
+        assert_eq!(g.data_points[0].value, None);
+        assert_eq!(g.data_points[0].time_unix_nano, 2_000_000_000);
+        assert_eq!(g.data_points[0].exemplars[0].trace_id.len(), 16);
     }
 }

@@ -10,6 +10,16 @@
 //! Unknown parameters are ignored. When `start` is omitted from a metadata request
 //! (`series`, `labels`, label values, `metadata`), the last [`DEFAULT_METADATA_RANGE_MS`]
 //! are searched; `end` defaults to now.
+//!
+//! Invariants:
+//! - Queries are bounded: by the sample limit (`promql_max_samples`, while fetching and while
+//!   evaluating), by the time limit (the `timeout` parameter, at most the configured one;
+//!   evaluation stops at the deadline on its blocking thread), and by
+//!   [`MAX_POINTS`] steps per range query.
+//! - The series and label endpoints keep label sets, not samples, so their memory grows with
+//!   series; `__name__` values and `metadata` come from the catalog's `DISTINCT`.
+//! - Every error is one of Prometheus's error types; nothing answers with a bare 500 unless
+//!   the service itself failed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -23,6 +33,7 @@ use promql_parser::parser::{Expr, VectorSelector};
 
 use super::AppState;
 use crate::error::QueryError;
+use crate::promql::eval::Deadline;
 use crate::promql::value::{Labels, NAME, present};
 use crate::promql::{self, Options, Steps, Value, catalog, naming, select};
 
@@ -151,9 +162,14 @@ fn write_labels(out: &mut String, labels: &Labels) {
 }
 
 /// Seconds with up to millisecond precision, as Prometheus writes times.
+/// Milliseconds as seconds with up to three decimals, the way Prometheus writes times
+/// (`-1.5`, not `-2.500`).
 fn write_time(out: &mut String, ms: i64) {
-    let secs = ms.div_euclid(1000);
-    let frac = ms.rem_euclid(1000);
+    if ms < 0 {
+        out.push('-');
+    }
+    let abs = ms.unsigned_abs();
+    let (secs, frac) = (abs / 1000, abs % 1000);
     if frac == 0 {
         let _ = write!(out, "{secs}");
     } else {
@@ -295,8 +311,11 @@ async fn evaluate(
     let expr = promql::parse(query)?;
     let tenant = state.tenant(headers)?;
     let ctx = state.engine.session(tenant)?;
-    let opts = options(state, params)?;
     let limit = timeout(state, params)?;
+    let opts = Options {
+        deadline: Some(Deadline::after(limit)),
+        ..options(state, params)?
+    };
     let run = async {
         let prepared = promql::prepare(&ctx, expr, steps, opts).await?;
         tokio::task::spawn_blocking(move || prepared.eval())
@@ -402,9 +421,7 @@ async fn series_of(
     let ctx = state.engine.session(state.tenant(headers)?)?;
     let mut out = BTreeSet::new();
     for vs in selectors {
-        for s in select::fetch(&ctx, vs, start, end).await? {
-            out.insert((*s.labels).clone());
-        }
+        out.extend(select::fetch_labels(&ctx, vs, (start, end)).await?);
     }
     Ok(out)
 }
@@ -566,7 +583,7 @@ pub async fn query_exemplars(
     collect_selectors(&expr, &mut selectors);
     let mut found: BTreeMap<Labels, Vec<naming::Exemplar>> = BTreeMap::new();
     for vs in selectors.values() {
-        let resources = select::scan(&ctx, vs, start, end).await?;
+        let resources = select::scan(&ctx, vs, (start, end)).await?;
         naming::for_each_exemplar(
             &resources,
             &|name| select::name_ok(vs, name),

@@ -65,7 +65,7 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, steps: Steps) -> Result<Value> {
             }
         };
         let input = ev.eval_vector(&a.expr, steps)?;
-        return Ok(Value::Vector(count_values(a, &label, &input, n)));
+        return Ok(Value::Vector(count_values(ev, a, &label, &input, n)?));
     }
     let param = match op {
         T_TOPK | T_BOTTOMK | T_LIMITK | T_QUANTILE | T_LIMIT_RATIO => Some(param_scalar(ev)?),
@@ -266,10 +266,18 @@ fn limit_ratio(ratio: &[f64], input: Vec<Series>) -> Vec<Series> {
     out
 }
 
-fn count_values(a: &AggregateExpr, label: &str, input: &[Series], n: usize) -> Vec<Series> {
+fn count_values(
+    ev: &Evaluator,
+    a: &AggregateExpr,
+    label: &str,
+    input: &[Series],
+    n: usize,
+) -> Result<Vec<Series>> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut out: Vec<Series> = Vec::new();
     for s in input {
+        // Every distinct value is a whole output series: bound them like selected series.
+        ev.check_cells(out.len().saturating_mul(n), "count_values")?;
         let key = group_key(&a.modifier, &s.labels);
         for i in 0..n {
             let v = s.values[i];
@@ -286,5 +294,5 @@ fn count_values(a: &AggregateExpr, label: &str, input: &[Series], n: usize) -> V
             *cell = if present(*cell) { *cell + 1.0 } else { 1.0 };
         }
     }
-    out
+    Ok(out)
 }

@@ -1,6 +1,12 @@
 //! The metric catalog: which Prometheus metric names exist in a time range, with their type,
 //! help and unit, read from one `DISTINCT` over the metric identity columns (cheap on sorted,
 //! dictionary-encoded Parquet) instead of from samples.
+//!
+//! Invariants: memory grows with the number of distinct metric identities in the range, never
+//! with samples; a stored name that translates to several Prometheus names (a histogram's
+//! `_bucket`/`_sum`/`_count`) lists each; of several identities with the same name (a
+//! remote-written series stored before and after its metadata arrived), the one with a known
+//! type and then with help wins.
 
 use std::collections::BTreeMap;
 
@@ -97,22 +103,22 @@ pub async fn metrics(
                 GAUGE => {
                     let name = prom(false, true);
                     let kind = if native { "unknown" } else { "gauge" };
-                    out.insert(name.clone(), family(kind, vec![name]));
+                    put(&mut out, name.clone(), family(kind, vec![name]));
                 }
                 SUM => {
                     let name = prom(monotonic, false);
                     let kind = if monotonic { "counter" } else { "gauge" };
-                    out.insert(name.clone(), family(kind, vec![name]));
+                    put(&mut out, name.clone(), family(kind, vec![name]));
                 }
                 HISTOGRAM => {
                     let base = prom(false, false);
                     let names = ["_bucket", "_sum", "_count"].map(|s| format!("{base}{s}"));
-                    out.insert(base, family("histogram", names.to_vec()));
+                    put(&mut out, base, family("histogram", names.to_vec()));
                 }
                 SUMMARY => {
                     let base = prom(false, false);
                     let names = vec![base.clone(), format!("{base}_sum"), format!("{base}_count")];
-                    out.insert(base, family("summary", names));
+                    put(&mut out, base, family("summary", names));
                 }
                 // Native histograms in Prometheus; not read by this engine.
                 EXPONENTIAL_HISTOGRAM => {}
@@ -121,4 +127,15 @@ pub async fn metrics(
         }
     }
     Ok(out)
+}
+
+/// Adds a family, keeping an existing one of the same name when it says more.
+fn put(out: &mut BTreeMap<String, Family>, name: String, family: Family) {
+    let rank = |f: &Family| (f.metadata.kind != "unknown", !f.metadata.help.is_empty());
+    match out.get(&name) {
+        Some(known) if rank(known) >= rank(&family) => {}
+        _ => {
+            out.insert(name, family);
+        }
+    }
 }

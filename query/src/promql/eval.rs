@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
@@ -29,8 +29,29 @@ pub struct Options {
     /// The step of subqueries that do not name one (Prometheus: the evaluation interval).
     pub subquery_step_ms: i64,
     /// The most samples one query may hold (fetched plus evaluated), like Prometheus's
-    /// `--query.max-samples`.
+    /// `--query.max-samples`. Evaluation counts every series × step cell it allocates for a
+    /// selection or a `count_values` against the same limit.
     pub max_samples: usize,
+    /// When evaluation gives up with [`QueryError::Timeout`]; checked before every node and
+    /// every selected series, so a timed-out query stops using its thread soon after.
+    pub deadline: Option<Deadline>,
+}
+
+/// The end of a query's time limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    /// The limit, for the error message.
+    pub limit: Duration,
+}
+
+impl Deadline {
+    pub fn after(limit: Duration) -> Self {
+        Self {
+            at: Instant::now() + limit,
+            limit,
+        }
+    }
 }
 
 impl Default for Options {
@@ -39,6 +60,7 @@ impl Default for Options {
             lookback_ms: 5 * 60 * 1000,
             subquery_step_ms: 60 * 1000,
             max_samples: 50_000_000,
+            deadline: None,
         }
     }
 }
@@ -202,34 +224,40 @@ pub struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
+    /// Fails once the query's deadline has passed.
+    pub fn check_deadline(&self) -> Result<()> {
+        match self.opts.deadline {
+            Some(d) if Instant::now() >= d.at => Err(QueryError::Timeout(d.limit)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails when `cells` series × step values would pass the sample limit.
+    pub fn check_cells(&self, cells: usize, what: impl std::fmt::Display) -> Result<()> {
+        if cells > self.opts.max_samples {
+            return exec_err(format!(
+                "query processing would load too many samples into memory ({what}: {cells} series steps, more than {}); narrow the range, raise the step or select fewer series",
+                self.opts.max_samples
+            ));
+        }
+        Ok(())
+    }
+
     pub fn eval(&self, expr: &Expr, steps: Steps) -> Result<Value> {
+        self.check_deadline()?;
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; steps.len()])),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
             Expr::Paren(p) => self.eval(&p.expr, steps),
             Expr::Unary(u) => match self.eval(&u.expr, steps)? {
                 Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
-                Value::Vector(vs) => {
-                    let out = vs
-                        .into_iter()
-                        .map(|s| Series {
-                            labels: s.labels,
-                            drop_name: true,
-                            values: s
-                                .values
-                                .into_iter()
-                                .map(|x| if present(x) { -x } else { x })
-                                .collect(),
-                        })
-                        .collect();
-                    Ok(Value::Vector(merge_same_labels(out)?))
-                }
+                Value::Vector(vs) => Ok(Value::Vector(super::functions::map_values(vs, |x| -x)?)),
                 other => exec_err(format!(
                     "unary expression only allowed on scalars and vectors, got {}",
                     other.type_name()
                 )),
             },
-            Expr::VectorSelector(vs) => Ok(Value::Vector(self.select(vs, steps))),
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.select(vs, steps)?)),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 if steps.len() != 1 {
                     return Err(QueryError::BadRequest(
@@ -305,8 +333,8 @@ impl Evaluator<'_> {
     }
 
     /// An instant selector at every step.
-    pub fn select(&self, vs: &VectorSelector, steps: Steps) -> Vec<Series> {
-        self.select_with_times(vs, steps).0
+    pub fn select(&self, vs: &VectorSelector, steps: Steps) -> Result<Vec<Series>> {
+        Ok(self.select_with_times(vs, steps)?.0)
     }
 
     /// An instant selector at every step, and the timestamps of the samples it picked.
@@ -314,11 +342,14 @@ impl Evaluator<'_> {
         &self,
         vs: &VectorSelector,
         steps: Steps,
-    ) -> (Vec<Series>, Vec<Vec<i64>>) {
+    ) -> Result<(Vec<Series>, Vec<Vec<i64>>)> {
         let times = self.effective_times(&vs.at, &vs.offset, steps);
+        let fetched = self.fetched(vs);
+        self.check_cells(fetched.len().saturating_mul(times.len()), vs)?;
         let mut out = Vec::new();
         let mut sample_times = Vec::new();
-        for raw in self.fetched(vs) {
+        for raw in fetched {
+            self.check_deadline()?;
             let mut values = vec![ABSENT; times.len()];
             let mut ts = vec![0; times.len()];
             let mut any = false;
@@ -339,7 +370,7 @@ impl Evaluator<'_> {
                 sample_times.push(ts);
             }
         }
-        (out, sample_times)
+        Ok((out, sample_times))
     }
 
     /// The series and per-step windows of a range argument (matrix selector or subquery).
@@ -386,12 +417,7 @@ impl Evaluator<'_> {
                     end: last,
                     step,
                 };
-                if inner.len() > self.opts.max_samples / 4 {
-                    return exec_err(format!(
-                        "subquery {expr} would evaluate {} steps; use a larger step or a shorter range",
-                        inner.len()
-                    ));
-                }
+                self.check_cells(inner.len(), format_args!("subquery {expr}"))?;
                 let series = if start > last {
                     Vec::new()
                 } else {

@@ -33,7 +33,7 @@ fn string_arg(ev: &Evaluator, c: &Call, i: usize, steps: Steps) -> Result<String
 }
 
 /// Applies `f` to every present value, dropping the metric name.
-fn map_values(series: Vec<Series>, f: impl Fn(f64) -> f64) -> Result<Vec<Series>> {
+pub fn map_values(series: Vec<Series>, f: impl Fn(f64) -> f64) -> Result<Vec<Series>> {
     let out = series
         .into_iter()
         .map(|s| Series {
@@ -422,6 +422,13 @@ fn absent_labels(expr: &Expr) -> Labels {
     labels
 }
 
+/// The result of `absent`/`absent_over_time`: one series with the selector's labels, present
+/// at the steps where the argument had nothing.
+fn absent_series(arg: &Expr, values: Vec<f64>) -> Vec<Series> {
+    let s = Series::new(Arc::new(absent_labels(arg)), values);
+    if s.any_present() { vec![s] } else { vec![] }
+}
+
 fn is_valid_label_name(name: &str) -> bool {
     !name.is_empty()
 }
@@ -602,7 +609,7 @@ pub fn call(ev: &Evaluator, c: &Call, steps: Steps) -> Result<Value> {
                 inner = &p.expr;
             }
             if let Expr::VectorSelector(vs) = inner {
-                let (series, times) = ev.select_with_times(vs, steps);
+                let (series, times) = ev.select_with_times(vs, steps)?;
                 let out = series
                     .into_iter()
                     .zip(times)
@@ -726,8 +733,7 @@ pub fn call(ev: &Evaluator, c: &Call, steps: Steps) -> Result<Value> {
                     }
                 })
                 .collect();
-            let s = Series::new(Arc::new(absent_labels(a)), values);
-            vector(if s.any_present() { vec![s] } else { vec![] })
+            vector(absent_series(a, values))
         }
         "absent_over_time" => {
             let a = arg(c, 0)?;
@@ -741,8 +747,7 @@ pub fn call(ev: &Evaluator, c: &Call, steps: Steps) -> Result<Value> {
                     }
                 })
                 .collect();
-            let s = Series::new(Arc::new(absent_labels(a)), values);
-            vector(if s.any_present() { vec![s] } else { vec![] })
+            vector(absent_series(a, values))
         }
         "histogram_quantile" => {
             let q = ev.eval_scalar(arg(c, 0)?, steps)?;

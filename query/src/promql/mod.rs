@@ -6,13 +6,14 @@
 //! with Prometheus 3's semantics. OTLP metrics are read under the names Prometheus's OTLP
 //! receiver gives them ([`naming`]).
 //!
-//! Not evaluated: native histograms (and so exponential histograms), `limit_ratio`, `info`.
+//! Not evaluated: native histograms (and so exponential histograms) and `info`.
 
 pub mod aggregate;
 pub mod binary;
 pub mod catalog;
 pub mod eval;
 pub mod functions;
+pub mod gather;
 pub mod histogram;
 pub mod naming;
 pub mod select;
@@ -70,14 +71,9 @@ pub async fn prepare(
     let mut data = HashMap::with_capacity(fetches.len());
     let mut samples = 0usize;
     for (key, f) in fetches {
-        let series = select::fetch(ctx, &f.selector, f.min_ms, f.max_ms).await?;
+        let limit = opts.max_samples.saturating_sub(samples);
+        let series = select::fetch(ctx, &f.selector, (f.min_ms, f.max_ms), limit).await?;
         samples += series.iter().map(|s| s.times.len()).sum::<usize>();
-        if samples > opts.max_samples {
-            return Err(QueryError::Execution(format!(
-                "query processing would load too many samples into memory (more than {})",
-                opts.max_samples
-            )));
-        }
         data.insert(key, series);
     }
     Ok(Prepared {
@@ -105,11 +101,7 @@ impl Prepared {
             .steps
             .len()
             .saturating_mul(self.data.values().map(Vec::len).sum::<usize>().max(1));
-        if cells > self.opts.max_samples.saturating_mul(4) {
-            return Err(QueryError::Execution(format!(
-                "query would evaluate {cells} series steps; narrow the range, raise the step or select fewer series"
-            )));
-        }
+        evaluator.check_cells(cells, "query")?;
         match evaluator.eval(&self.expr, self.steps)? {
             Value::Vector(v) => Ok(Value::Vector(eval::apply_name_drops(v)?)),
             other => Ok(other),

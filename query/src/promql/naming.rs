@@ -169,11 +169,11 @@ fn resource_labels(rm: &ResourceMetrics) -> Vec<(String, String)> {
     vec![("job".into(), job), ("instance".into(), instance)]
 }
 
-fn time_ms(nanos: u64) -> i64 {
+pub fn time_ms(nanos: u64) -> i64 {
     (nanos / 1_000_000) as i64
 }
 
-fn flagged(flags: u32, v: f64) -> f64 {
+pub fn flagged(flags: u32, v: f64) -> f64 {
     if flags & NO_RECORDED_VALUE != 0 {
         f64::from_bits(STALE_NAN_BITS)
     } else {

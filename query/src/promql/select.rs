@@ -5,19 +5,21 @@
 //! names (any stored name whose Prometheus translation is a word prefix of the wanted name, so
 //! unit and type suffixes can follow); every label matcher, the name included, is then checked
 //! on the translated series, so the result is exact either way.
+//!
+//! Scans stream: batches are turned into series as they arrive ([`Gather`]), so a query's
+//! memory is bounded by its sample limit, not by the rows scanned.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
+use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::VectorSelector;
-use strata_schema::columns::{METRIC_NAME, TIME};
-use strata_schema::metrics::from_batches;
+use strata_schema::columns::{METRIC_NAME, METRIC_TYPE, TIME};
+use strata_schema::metrics::{GAUGE, SUM, from_batches};
 
-use super::naming::for_each_sample;
+use super::gather::{Gather, NUMBER_COLUMNS};
 use super::value::{Labels, NAME, RawSeries};
 use crate::error::QueryError;
 
@@ -122,72 +124,80 @@ pub async fn time_filter(ctx: &SessionContext, min_ms: i64, max_ms: i64) -> Expr
     filter
 }
 
-/// The stored metrics a selector may match in `[min_ms, max_ms]`, as OTLP.
-pub async fn scan(
+/// The rows a selector may match in `[min_ms, max_ms]`.
+async fn rows(
     ctx: &SessionContext,
     vs: &VectorSelector,
-    min_ms: i64,
-    max_ms: i64,
-) -> Result<Vec<ResourceMetrics>, QueryError> {
+    (min_ms, max_ms): (i64, i64),
+) -> Result<DataFrame, QueryError> {
     let mut filter = time_filter(ctx, min_ms, max_ms).await;
     if let Some(name) = selector_name(vs) {
         filter = filter.and(name_filter(name));
     }
-    let batches = ctx
-        .table("metrics")
-        .await?
-        .filter(filter)?
-        .collect()
-        .await?;
+    Ok(ctx.table("metrics").await?.filter(filter)?)
+}
+
+/// The stored metrics a selector may match in `[min_ms, max_ms]`, as OTLP (for exemplars;
+/// samples go through [`fetch`]).
+pub async fn scan(
+    ctx: &SessionContext,
+    vs: &VectorSelector,
+    range: (i64, i64),
+) -> Result<Vec<ResourceMetrics>, QueryError> {
+    let batches = rows(ctx, vs, range).await?.collect().await?;
     from_batches(&batches).map_err(|e| QueryError::Internal(e.to_string()))
 }
 
-/// Fetches every series the selector matches with samples in `[min_ms, max_ms]`.
+/// Streams the rows a selector may match in `[min_ms, max_ms]` into `gather`.
+async fn scan_into(
+    ctx: &SessionContext,
+    vs: &VectorSelector,
+    gather: &mut Gather<'_>,
+    range: (i64, i64),
+) -> Result<(), QueryError> {
+    // Gauges and sums, nearly every row, need a third of the columns. Histograms and
+    // summaries need all of them: a second scan reads just those rows, when the first saw any.
+    let rows = rows(ctx, vs, range).await?;
+    let mut others = 0;
+    let mut numbers = rows
+        .clone()
+        .select_columns(&NUMBER_COLUMNS)?
+        .execute_stream()
+        .await?;
+    while let Some(batch) = numbers.next().await {
+        others += gather.add_numbers(&batch?)?;
+    }
+    if others > 0 {
+        let is_number = col(METRIC_TYPE).in_list(vec![lit(GAUGE), lit(SUM)], false);
+        let mut rest = rows.filter(!is_number)?.execute_stream().await?;
+        while let Some(batch) = rest.next().await {
+            gather.add_rows(&batch?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches every series the selector matches with samples in `[min_ms, max_ms]`, failing
+/// with `Execution` past `limit` samples.
 pub async fn fetch(
     ctx: &SessionContext,
     vs: &VectorSelector,
-    min_ms: i64,
-    max_ms: i64,
+    (min_ms, max_ms): (i64, i64),
+    limit: usize,
 ) -> Result<Vec<RawSeries>, QueryError> {
-    let resources = scan(ctx, vs, min_ms, max_ms).await?;
-    let mut series: HashMap<Labels, (Vec<i64>, Vec<f64>)> = HashMap::new();
-    for_each_sample(
-        &resources,
-        &|name| name_ok(vs, name),
-        &mut |labels, t, v| {
-            if t < min_ms || t > max_ms || !matches(vs, &labels) {
-                return;
-            }
-            let entry = series.entry(labels).or_default();
-            entry.0.push(t);
-            entry.1.push(v);
-        },
-    );
-    let mut out: Vec<RawSeries> = series
-        .into_iter()
-        .map(|(labels, (times, values))| {
-            let mut points: Vec<(i64, f64)> = times.into_iter().zip(values).collect();
-            // Stable, so the last write of a timestamp wins after the dedup below.
-            points.sort_by_key(|p| p.0);
-            let mut times = Vec::with_capacity(points.len());
-            let mut values: Vec<f64> = Vec::with_capacity(points.len());
-            for (t, v) in points {
-                if times.last() == Some(&t)
-                    && let Some(last) = values.last_mut()
-                {
-                    *last = v;
-                } else {
-                    times.push(t);
-                    values.push(v);
-                }
-            }
-            RawSeries {
-                labels: Arc::new(labels),
-                times,
-                values,
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    Ok(out)
+    let mut gather = Gather::new(vs, min_ms, max_ms, limit);
+    scan_into(ctx, vs, &mut gather, (min_ms, max_ms)).await?;
+    Ok(gather.finish())
+}
+
+/// The label sets of the series the selector matches with samples in `[min_ms, max_ms]`,
+/// without keeping samples.
+pub async fn fetch_labels(
+    ctx: &SessionContext,
+    vs: &VectorSelector,
+    (min_ms, max_ms): (i64, i64),
+) -> Result<Vec<Labels>, QueryError> {
+    let mut gather = Gather::labels_only(vs, min_ms, max_ms);
+    scan_into(ctx, vs, &mut gather, (min_ms, max_ms)).await?;
+    Ok(gather.labels().collect())
 }

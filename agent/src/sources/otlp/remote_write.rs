@@ -8,7 +8,8 @@
 //! a 2.0 message; 429 / 503 with `Retry-After` when overloaded or unavailable. Error bodies
 //! are plain text. Every refusal is counted under `protocol="remote_write"`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -26,21 +27,28 @@ use crate::ingest::IngestError;
 pub const PATH: &str = "/api/v1/write";
 const PROTOCOL: &str = "remote_write";
 
+/// The most tenants whose metadata is remembered; later tenants go without.
+const MAX_METADATA_TENANTS: usize = 1_000;
+
+/// The receiver and the metric metadata remembered per tenant (Prometheus sends metadata in
+/// requests of its own, so a counter's type reaches us apart from its samples).
+struct RemoteWrite {
+    receiver: Arc<OtlpReceiver>,
+    metadata: RwLock<HashMap<String, remote_write::MetadataCache>>,
+}
+
 /// The remote write route over `receiver` (without the gzip layer of the OTLP routes:
 /// remote write bodies are snappy).
 pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
-    Router::new().route(PATH, post(write)).with_state(receiver)
+    let state = Arc::new(RemoteWrite {
+        receiver,
+        metadata: RwLock::new(HashMap::new()),
+    });
+    Router::new().route(PATH, post(write)).with_state(state)
 }
 
-fn refuse(
-    receiver: &OtlpReceiver,
-    reason: &'static str,
-    status: StatusCode,
-    msg: String,
-) -> Response {
-    receiver
-        .metrics()
-        .refused_request("metrics", PROTOCOL, reason);
+/// A plain-text answer; 429 and 503 carry `Retry-After`.
+fn text_response(status: StatusCode, msg: String) -> Response {
     let mut resp = (status, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
     if matches!(
         status,
@@ -50,6 +58,19 @@ fn refuse(
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     resp
+}
+
+/// Counts a refused request and answers it.
+fn refuse(
+    receiver: &OtlpReceiver,
+    reason: &'static str,
+    status: StatusCode,
+    msg: String,
+) -> Response {
+    receiver
+        .metrics()
+        .refused_request("metrics", PROTOCOL, reason);
+    text_response(status, msg)
 }
 
 /// Whether the request is remote write 1.0 in snappy; the refusal otherwise.
@@ -86,10 +107,36 @@ fn check_format(request: &Request) -> Result<(), String> {
     }
 }
 
-async fn write(State(receiver): State<Arc<OtlpReceiver>>, request: Request) -> Response {
+/// Remembers the request's metadata for its tenant, then converts it with what is known.
+fn convert(
+    state: &RemoteWrite,
+    tenant: &str,
+    request: &remote_write::WriteRequest,
+) -> remote_write::Converted {
+    if !request.metadata.is_empty()
+        && let Ok(mut all) = state.metadata.write()
+    {
+        if let Some(cache) = all.get_mut(tenant) {
+            cache.remember(&request.metadata);
+        } else if all.len() < MAX_METADATA_TENANTS {
+            all.entry(tenant.to_string())
+                .or_default()
+                .remember(&request.metadata);
+        }
+    }
+    let empty = remote_write::MetadataCache::default();
+    match state.metadata.read() {
+        Ok(all) => remote_write::to_otlp(request, all.get(tenant).unwrap_or(&empty)),
+        // Poisoned by a panic elsewhere: convert without remembered metadata.
+        Err(_) => remote_write::to_otlp(request, &empty),
+    }
+}
+
+async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Response {
+    let receiver = &state.receiver;
     if let Err(msg) = check_format(&request) {
         return refuse(
-            &receiver,
+            receiver,
             "unsupported_media_type",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             msg,
@@ -105,7 +152,7 @@ async fn write(State(receiver): State<Arc<OtlpReceiver>>, request: Request) -> R
         Ok(c) => c.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return refuse(
-                &receiver,
+                receiver,
                 "too_large",
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body exceeds {limit} bytes"),
@@ -113,7 +160,7 @@ async fn write(State(receiver): State<Arc<OtlpReceiver>>, request: Request) -> R
         }
         Err(e) => {
             return refuse(
-                &receiver,
+                receiver,
                 "bad_body",
                 StatusCode::BAD_REQUEST,
                 format!("cannot read request body: {e}"),
@@ -124,16 +171,16 @@ async fn write(State(receiver): State<Arc<OtlpReceiver>>, request: Request) -> R
         Ok(d) => d,
         Err(e @ remote_write::DecodeError::TooLarge(..)) => {
             return refuse(
-                &receiver,
+                receiver,
                 "too_large",
                 StatusCode::PAYLOAD_TOO_LARGE,
                 e.to_string(),
             );
         }
-        Err(e) => return refuse(&receiver, "invalid", StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return refuse(receiver, "invalid", StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let converted = remote_write::to_otlp(&decoded);
-    if converted.samples > 0 {
+    let converted = convert(&state, tenant.as_deref().unwrap_or_default(), &decoded);
+    if !converted.resource_metrics.is_empty() {
         let request = ExportMetricsServiceRequest {
             resource_metrics: converted.resource_metrics,
         };
@@ -152,21 +199,13 @@ async fn write(State(receiver): State<Arc<OtlpReceiver>>, request: Request) -> R
                 other => other.to_string(),
             };
             // `export` counted the request and its refused items.
-            let mut resp = (status, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
-            if matches!(
-                status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-            ) {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            }
-            return resp;
+            return text_response(status, msg);
         }
     }
     if converted.rejected > 0 {
         receiver.refuse("metrics", "invalid", converted.rejected as u64);
         return refuse(
-            &receiver,
+            receiver,
             "invalid",
             StatusCode::BAD_REQUEST,
             format!(

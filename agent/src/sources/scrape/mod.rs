@@ -165,8 +165,8 @@ struct Scraper {
     target: String,
     receiver: Arc<OtlpReceiver>,
     metrics: ScrapeMetrics,
-    /// Label sets written by the previous scrape (for staleness markers).
-    previous: HashSet<Vec<(String, String)>>,
+    /// Label sets written by the last stored scrape (for staleness markers).
+    previous: Labelsets,
 }
 
 fn now_ms() -> i64 {
@@ -236,24 +236,32 @@ impl Scraper {
                 None
             }
         };
-        let request = self.write_request(exposition.as_ref(), t, start.elapsed());
-        let converted = strata_schema::remote_write::to_otlp(&request);
+        let (request, current) = self.write_request(exposition.as_ref(), t, start.elapsed());
+        let converted = strata_schema::remote_write::to_otlp(
+            &request,
+            &strata_schema::remote_write::MetadataCache::default(),
+        );
         let job = self.config.job.clone();
         self.metrics
             .samples
             .get_or_create(&vec![("job", job.clone())])
             .inc_by(exposition.as_ref().map_or(0, |e| e.samples.len()) as u64);
         let tenant = (!self.config.tenant.is_empty()).then_some(self.config.tenant.as_str());
-        let export = self
-            .receiver
-            .export::<Metrics>(
+        // A pipeline that does not take the samples within an interval refuses them: the
+        // next scrape must not wait behind this one.
+        let export = tokio::time::timeout(
+            Duration::from_millis(self.config.interval_ms),
+            self.receiver.export::<Metrics>(
                 "scrape",
                 tenant,
                 ExportMetricsServiceRequest {
                     resource_metrics: converted.resource_metrics,
                 },
-            )
-            .await;
+            ),
+        )
+        .await
+        .map_err(|_| "the pipeline did not take the samples within the scrape interval".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         let outcome = match (&export, &exposition) {
             (Err(e), _) => {
                 warn!(job = %job, target = %self.target, error = %e, "scraped samples refused");
@@ -262,33 +270,45 @@ impl Scraper {
             (Ok(_), None) => "failed",
             (Ok(_), Some(_)) => "ok",
         };
+        // Only series that were stored count as written: after a refusal the next scrape
+        // still marks stale what the last stored scrape had.
+        if export.is_ok() {
+            self.previous = current;
+        }
         self.metrics.count(&job, outcome);
     }
 
     /// The samples of one scrape (or of a failed one), with staleness markers for series
-    /// that are gone and the scrape's own series.
+    /// that are gone and the scrape's own series; and the label sets it writes.
     fn write_request(
-        &mut self,
+        &self,
         exposition: Option<&Exposition>,
         t: i64,
         took: Duration,
-    ) -> WriteRequest {
+    ) -> (WriteRequest, Labelsets) {
         let mut timeseries = Vec::new();
         let mut current = HashSet::new();
         let mut metadata = Vec::new();
+        // The target's labels win: an exposed label of the same name is kept as
+        // `exported_<name>`, as Prometheus does without `honor_labels`.
         let target_labels = |mut labels: Vec<(String, String)>| {
+            let is_target_label = |name: &str| {
+                name == "job" || name == "instance" || self.config.labels.contains_key(name)
+            };
             for l in labels.iter_mut() {
-                if l.0 == "job" || l.0 == "instance" {
+                if is_target_label(&l.0) {
                     l.0 = format!("exported_{}", l.0);
                 }
             }
             labels.push(("job".into(), self.config.job.clone()));
             labels.push(("instance".into(), self.target.clone()));
-            for (k, v) in &self.config.labels {
-                if !labels.iter().any(|l| &l.0 == k) {
-                    labels.push((k.clone(), v.clone()));
-                }
-            }
+            labels.extend(
+                self.config
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| *k != "job" && *k != "instance")
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
             labels.sort();
             labels
         };
@@ -318,14 +338,12 @@ impl Scraper {
                 push(labels, s.value, s.timestamp_ms.unwrap_or(t));
             }
             for (name, kind) in &e.types {
-                if kind == "counter" {
-                    metadata.push(MetricMetadata {
-                        r#type: 1,
-                        metric_family_name: name.clone(),
-                        help: e.help.get(name).cloned().unwrap_or_default(),
-                        unit: String::new(),
-                    });
-                }
+                metadata.push(MetricMetadata {
+                    r#type: metadata_type(kind),
+                    metric_family_name: name.clone(),
+                    help: e.help.get(name).cloned().unwrap_or_default(),
+                    unit: String::new(),
+                });
             }
         }
         for gone in self.previous.difference(&current) {
@@ -343,10 +361,27 @@ impl Scraper {
                 t,
             );
         }
-        self.previous = current;
-        WriteRequest {
+        let request = WriteRequest {
             timeseries,
             metadata,
-        }
+        };
+        (request, current)
+    }
+}
+
+/// Label sets of one scrape.
+type Labelsets = HashSet<Vec<(String, String)>>;
+
+/// A `# TYPE` as remote write's metadata type.
+fn metadata_type(kind: &str) -> i32 {
+    match kind {
+        "counter" => 1,
+        "gauge" => 2,
+        "histogram" => 3,
+        "gaugehistogram" => 4,
+        "summary" => 5,
+        "info" => 6,
+        "stateset" => 7,
+        _ => 0,
     }
 }

@@ -43,8 +43,27 @@ fn parse_float(s: &str) -> Option<f64> {
     }
 }
 
+/// `\\` is a backslash and `\n` a newline; any other backslash stays as written. One pass, so
+/// an escaped backslash before `n` stays a backslash and an `n`.
 fn unescape_help(s: &str) -> String {
-    s.replace("\\n", "\n").replace("\\\\", "\\")
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// Parses one sample line (without its trailing newline).
@@ -171,6 +190,13 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_unescapes_in_one_pass() {
+        assert_eq!(unescape_help(r"a\\nb"), "a\\nb");
+        assert_eq!(unescape_help(r"a\nb\\"), "a\nb\\");
+        assert_eq!(unescape_help(r"x\ty\"), "x\\ty\\");
+    }
 
     #[test]
     fn parses_the_format_with_escapes_and_special_values() {
