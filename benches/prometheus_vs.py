@@ -8,8 +8,9 @@ into each with `strata-remote-write` (one after the other, so each has the machi
 `m1k` with 1,000 series and `m10k` with 10,000, one sample a minute over `--hours` hours.
 
 Measured, for each system:
-- ingest: samples per CPU-second of the server process (its utime + stime while the writer
-  ran, plus, for Strata, until every sample was queryable) and samples per wall second;
+- ingest: samples per CPU-second of the server process (its utime + stime from the start of
+  the write until every sample is queryable and the process is idle again, so Strata's
+  flushes and Prometheus's head compactions count) and samples per wall second of the write;
 - bytes per sample: Strata's Parquet files; Prometheus's TSDB as a snapshot
   (`/api/v1/admin/tsdb/snapshot`, head included), and its whole data directory with WAL;
 - query_range latency (median of `--repeat` runs after one warm-up) of each query over a 1-hour
@@ -53,6 +54,19 @@ def dir_bytes(path):
         for f in files:
             total += os.path.getsize(os.path.join(dirpath, f))
     return total
+
+
+def wait_idle(pid, quiet=3, seconds=300):
+    """Waits until the process used under 5% of a core for `quiet` seconds in a row (a
+    Prometheus compacting its head, a collector flushing), at most `seconds`."""
+    deadline = time.time() + seconds
+    calm, last = 0, proc_stats(pid)["cpu_seconds"]
+    while time.time() < deadline and calm < quiet:
+        time.sleep(1)
+        now = proc_stats(pid)["cpu_seconds"]
+        calm = calm + 1 if now - last < 0.05 else 0
+        last = now
+    return calm >= quiet
 
 
 def start(name, argv, work):
@@ -143,6 +157,10 @@ def main():
             if stored >= w["samples"]:
                 break
             time.sleep(0.5)
+        if stored < w["samples"]:
+            sys.exit(f"Strata stored {stored} of {w['samples']} samples within 600 s")
+        # Background work the ingest caused (flushes) counts as ingest.
+        wait_idle(procs["strata"].pid)
         strata_cpu = proc_stats(procs["strata"].pid)["cpu_seconds"] - cpu0
         result["systems"]["strata"] = {
             "write_seconds": w["seconds"], "samples": w["samples"], "stored": stored,
@@ -167,6 +185,8 @@ def main():
         wait_ready(prom_url + "/-/ready", procs["prometheus"])
         cpu0 = proc_stats(procs["prometheus"].pid)["cpu_seconds"]
         w = write(f"{prom_url}/api/v1/write", end_ms, args.hours, work)
+        # Head compaction into blocks, Prometheus's counterpart of writing Parquet, counts too.
+        wait_idle(procs["prometheus"].pid)
         prom_cpu = proc_stats(procs["prometheus"].pid)["cpu_seconds"] - cpu0
         req = urllib.request.Request(prom_url + "/api/v1/admin/tsdb/snapshot", method="POST")
         with urllib.request.urlopen(req, timeout=600) as r:

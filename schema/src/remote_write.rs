@@ -98,19 +98,27 @@ pub struct MetadataCache {
 }
 
 impl MetadataCache {
-    /// The most families remembered; later new families are not (known ones still update).
-    pub const MAX_FAMILIES: usize = 100_000;
+    /// The longest help and unit kept, in bytes (longer ones are cut at a character boundary).
+    pub const MAX_TEXT_BYTES: usize = 1024;
 
-    /// Remembers (or updates) the metadata of a request.
-    pub fn remember(&mut self, metadata: &[MetricMetadata]) {
+    /// Remembers (or updates) the metadata of a request, adding at most `room` new families
+    /// (known ones still update).
+    pub fn remember(&mut self, metadata: &[MetricMetadata], room: usize) {
+        let mut added = 0;
         for m in metadata {
+            if m.metric_family_name.len() > Self::MAX_TEXT_BYTES {
+                continue;
+            }
+            let m = MetricMetadata {
+                help: cut(&m.help, Self::MAX_TEXT_BYTES),
+                unit: cut(&m.unit, Self::MAX_TEXT_BYTES),
+                ..m.clone()
+            };
             if let Some(known) = self.families.get_mut(&m.metric_family_name) {
-                if known != m {
-                    *known = m.clone();
-                }
-            } else if self.families.len() < Self::MAX_FAMILIES {
-                self.families
-                    .insert(m.metric_family_name.clone(), m.clone());
+                *known = m;
+            } else if added < room {
+                added += 1;
+                self.families.insert(m.metric_family_name.clone(), m);
             }
         }
     }
@@ -128,17 +136,34 @@ impl MetadataCache {
     }
 }
 
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 /// The metadata of the family a series named `name` belongs to: its own name first, then the
 /// name without a suffix Prometheus adds to a family's series.
 fn family_of<'a>(
     name: &str,
     lookup: impl Fn(&str) -> Option<&'a MetricMetadata>,
 ) -> Option<&'a MetricMetadata> {
+    // `_total` belongs to counters; `_bucket`, `_sum`, `_count` to (gauge) histograms and
+    // summaries.
+    const SUFFIXES: [(&str, &[i32]); 4] = [
+        ("_total", &[COUNTER]),
+        ("_bucket", &[3, 4]),
+        ("_sum", &[3, 4, 5]),
+        ("_count", &[3, 4, 5]),
+    ];
     lookup(name).or_else(|| {
-        ["_total", "_bucket", "_sum", "_count"]
-            .iter()
-            .filter_map(|suffix| name.strip_suffix(suffix))
-            .find_map(&lookup)
+        SUFFIXES.iter().find_map(|(suffix, types)| {
+            let family = lookup(name.strip_suffix(suffix)?)?;
+            types.contains(&family.r#type).then_some(family)
+        })
     })
 }
 
@@ -422,12 +447,15 @@ mod tests {
     #[test]
     fn metadata_of_earlier_requests_and_exemplars_without_samples() {
         let mut cache = MetadataCache::default();
-        cache.remember(&[MetricMetadata {
-            r#type: COUNTER,
-            metric_family_name: "http_requests".into(),
-            help: "Requests served.".into(),
-            unit: String::new(),
-        }]);
+        cache.remember(
+            &[MetricMetadata {
+                r#type: COUNTER,
+                metric_family_name: "http_requests".into(),
+                help: "Requests served.".into(),
+                unit: String::new(),
+            }],
+            10,
+        );
         let request = WriteRequest {
             timeseries: vec![
                 TimeSeries {
@@ -471,5 +499,26 @@ mod tests {
         assert_eq!(g.data_points[0].value, None);
         assert_eq!(g.data_points[0].time_unix_nano, 2_000_000_000);
         assert_eq!(g.data_points[0].exemplars[0].trace_id.len(), 16);
+    }
+
+    #[test]
+    fn the_metadata_cache_is_bounded() {
+        let meta = |name: &str, help: String| MetricMetadata {
+            r#type: COUNTER,
+            metric_family_name: name.into(),
+            help,
+            unit: String::new(),
+        };
+        let mut cache = MetadataCache::default();
+        cache.remember(&[meta("a", "é".repeat(2000)), meta("b", String::new())], 1);
+        assert_eq!(cache.len(), 1);
+        let help = &cache.get("a").unwrap().help;
+        assert!(help.len() <= MetadataCache::MAX_TEXT_BYTES && help.starts_with('é'));
+        // Known families still update without room.
+        cache.remember(&[meta("a", "new".into()), meta("c", String::new())], 0);
+        assert_eq!(
+            (cache.len(), cache.get("a").unwrap().help.as_str()),
+            (1, "new")
+        );
     }
 }

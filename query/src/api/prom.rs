@@ -313,7 +313,7 @@ async fn evaluate(
     let ctx = state.engine.session(tenant)?;
     let limit = timeout(state, params)?;
     let opts = Options {
-        deadline: Some(Deadline::after(limit)),
+        deadline: Deadline::after(limit),
         ..options(state, params)?
     };
     let run = async {

@@ -276,8 +276,6 @@ fn count_values(
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut out: Vec<Series> = Vec::new();
     for s in input {
-        // Every distinct value is a whole output series: bound them like selected series.
-        ev.check_cells(out.len().saturating_mul(n), "count_values")?;
         let key = group_key(&a.modifier, &s.labels);
         for i in 0..n {
             let v = s.values[i];
@@ -286,10 +284,17 @@ fn count_values(
             }
             let mut labels = key.clone();
             labels.set(label, &format_float(v));
-            let slot = *index.entry(labels.clone()).or_insert_with(|| {
-                out.push(Series::new(Arc::new(labels), vec![ABSENT; n]));
-                out.len() - 1
-            });
+            let slot = match index.get(&labels) {
+                Some(&slot) => slot,
+                None => {
+                    // Every distinct value is a whole output series: bound them like
+                    // selected series.
+                    ev.check_cells(n, "count_values")?;
+                    out.push(Series::new(Arc::new(labels.clone()), vec![ABSENT; n]));
+                    index.insert(labels, out.len() - 1);
+                    out.len() - 1
+                }
+            };
             let cell = &mut out[slot].values[i];
             *cell = if present(*cell) { *cell + 1.0 } else { 1.0 };
         }

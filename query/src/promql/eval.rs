@@ -28,9 +28,9 @@ pub struct Options {
     pub lookback_ms: i64,
     /// The step of subqueries that do not name one (Prometheus: the evaluation interval).
     pub subquery_step_ms: i64,
-    /// The most samples one query may hold (fetched plus evaluated), like Prometheus's
-    /// `--query.max-samples`. Evaluation counts every series × step cell it allocates for a
-    /// selection or a `count_values` against the same limit.
+    /// The most samples one query may hold, like Prometheus's `--query.max-samples`: fetched
+    /// samples may not pass it, and neither may the series × step cells evaluation allocates
+    /// for selections, subquery steps and `count_values` outputs, added up over the query.
     pub max_samples: usize,
     /// When evaluation gives up with [`QueryError::Timeout`]; checked before every node and
     /// every selected series, so a timed-out query stops using its thread soon after.
@@ -46,11 +46,11 @@ pub struct Deadline {
 }
 
 impl Deadline {
-    pub fn after(limit: Duration) -> Self {
-        Self {
-            at: Instant::now() + limit,
-            limit,
-        }
+    /// A deadline `limit` from now; none when that is past what `Instant` can hold.
+    pub fn after(limit: Duration) -> Option<Self> {
+        Instant::now()
+            .checked_add(limit)
+            .map(|at| Self { at, limit })
     }
 }
 
@@ -221,6 +221,8 @@ pub struct Evaluator<'a> {
     pub data: &'a HashMap<String, Vec<RawSeries>>,
     pub opts: Options,
     pub bounds: QueryBounds,
+    /// Cells counted so far against `opts.max_samples`.
+    pub cells: std::cell::Cell<usize>,
 }
 
 impl Evaluator<'_> {
@@ -232,11 +234,14 @@ impl Evaluator<'_> {
         }
     }
 
-    /// Fails when `cells` series × step values would pass the sample limit.
+    /// Counts `cells` more series × step values; fails when the query's total passes the
+    /// sample limit.
     pub fn check_cells(&self, cells: usize, what: impl std::fmt::Display) -> Result<()> {
-        if cells > self.opts.max_samples {
+        let total = self.cells.get().saturating_add(cells);
+        self.cells.set(total);
+        if total > self.opts.max_samples {
             return exec_err(format!(
-                "query processing would load too many samples into memory ({what}: {cells} series steps, more than {}); narrow the range, raise the step or select fewer series",
+                "query processing would load too many samples into memory ({what} brings the query to {total} series steps, more than {}); narrow the range, raise the step or select fewer series",
                 self.opts.max_samples
             ));
         }

@@ -35,7 +35,7 @@ use strata_schema::columns::{
     ATTRIBUTES, FLAGS, IS_MONOTONIC, METRIC_NAME, METRIC_TYPE, METRIC_UNIT, RESOURCE_ATTRIBUTES,
     SCOPE_NAME, SERIES_ID, TIME, VALUE_DOUBLE, VALUE_INT,
 };
-use strata_schema::metrics::{GAUGE, SUM, from_batches};
+use strata_schema::metrics::{GAUGE, HISTOGRAM, SUM, SUMMARY, from_batches};
 
 use super::naming::{flagged, for_each_sample, time_ms};
 use super::select::{matches, name_ok};
@@ -188,15 +188,15 @@ impl<'a> Gather<'a> {
     }
 
     /// Reads the gauge and sum rows of a batch (which needs only [`NUMBER_COLUMNS`]) and
-    /// returns how many rows of other types it left for [`Gather::add_rows`].
+    /// returns how many histogram and summary rows it left for [`Gather::add_rows`].
     pub fn add_numbers(&mut self, batch: &RecordBatch) -> Result<usize, QueryError> {
         let number_rows = number_rows(batch).ok_or_else(|| {
             QueryError::Internal(format!(
                 "metrics batch: {METRIC_TYPE} is not a string column"
             ))
         })?;
-        let others = batch.num_rows() - number_rows.true_count();
-        if others == batch.num_rows() {
+        let others = other_rows(batch);
+        if number_rows.true_count() == 0 {
             return Ok(others);
         }
         let internal = |what: &str| QueryError::Internal(format!("metrics batch: {what}"));
@@ -334,6 +334,21 @@ fn whole_rows(row: &RecordBatch) -> Result<RecordBatch, QueryError> {
         .map_err(|e| QueryError::Internal(e.to_string()))
 }
 
+/// How many rows are histograms or summaries, which [`Gather::add_rows`] reads
+/// (exponential histograms are not read by PromQL at all).
+fn other_rows(batch: &RecordBatch) -> usize {
+    let Some(column) = batch.column_by_name(METRIC_TYPE) else {
+        return 0;
+    };
+    let other = |t: Option<&str>| matches!(t, Some(HISTOGRAM | SUMMARY));
+    if let Some(types) = column.as_string_view_opt() {
+        return types.iter().filter(|t| other(*t)).count();
+    }
+    column
+        .as_string_opt::<i32>()
+        .map_or(0, |types| types.iter().filter(|t| other(*t)).count())
+}
+
 /// Which rows hold one number sample (gauges and sums); `None` when the batch has no string
 /// type column.
 fn number_rows(batch: &RecordBatch) -> Option<BooleanArray> {
@@ -354,7 +369,7 @@ fn sorted_by_time(times: Vec<i64>, values: Vec<f64>) -> (Vec<i64>, Vec<f64>) {
         return (times, values);
     }
     let mut points: Vec<(i64, f64)> = times.into_iter().zip(values).collect();
-    // Stable, so the last write of a timestamp wins after the dedup below.
+    // Stable, so of samples with one timestamp the last read wins after the dedup below.
     points.sort_by_key(|p| p.0);
     let mut times = Vec::with_capacity(points.len());
     let mut values: Vec<f64> = Vec::with_capacity(points.len());

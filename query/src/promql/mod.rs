@@ -91,6 +91,7 @@ impl Prepared {
         let evaluator = Evaluator {
             data: &self.data,
             opts: self.opts,
+            cells: std::cell::Cell::new(0),
             bounds: QueryBounds {
                 start: self.steps.start,
                 end: self.steps.end,
@@ -101,7 +102,12 @@ impl Prepared {
             .steps
             .len()
             .saturating_mul(self.data.values().map(Vec::len).sum::<usize>().max(1));
-        evaluator.check_cells(cells, "query")?;
+        if cells > self.opts.max_samples {
+            return Err(QueryError::Execution(format!(
+                "query would evaluate {cells} series steps, more than the sample limit of {}; narrow the range, raise the step or select fewer series",
+                self.opts.max_samples
+            )));
+        }
         match evaluator.eval(&self.expr, self.steps)? {
             Value::Vector(v) => Ok(Value::Vector(eval::apply_name_drops(v)?)),
             other => Ok(other),

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::VectorSelector;
 use strata_schema::columns::{METRIC_NAME, METRIC_TYPE, TIME};
-use strata_schema::metrics::{GAUGE, SUM, from_batches};
+use strata_schema::metrics::{HISTOGRAM, SUMMARY, from_batches};
 
 use super::gather::{Gather, NUMBER_COLUMNS};
 use super::value::{Labels, NAME, RawSeries};
@@ -156,7 +156,8 @@ async fn scan_into(
     range: (i64, i64),
 ) -> Result<(), QueryError> {
     // Gauges and sums, nearly every row, need a third of the columns. Histograms and
-    // summaries need all of them: a second scan reads just those rows, when the first saw any.
+    // summaries need all of them: a second scan reads just those rows, when the first saw any
+    // (exponential histograms are native histograms to PromQL, which it does not read).
     let rows = rows(ctx, vs, range).await?;
     let mut others = 0;
     let mut numbers = rows
@@ -168,8 +169,8 @@ async fn scan_into(
         others += gather.add_numbers(&batch?)?;
     }
     if others > 0 {
-        let is_number = col(METRIC_TYPE).in_list(vec![lit(GAUGE), lit(SUM)], false);
-        let mut rest = rows.filter(!is_number)?.execute_stream().await?;
+        let is_other = col(METRIC_TYPE).in_list(vec![lit(HISTOGRAM), lit(SUMMARY)], false);
+        let mut rest = rows.filter(is_other)?.execute_stream().await?;
         while let Some(batch) = rest.next().await {
             gather.add_rows(&batch?)?;
         }

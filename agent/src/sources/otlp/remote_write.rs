@@ -27,8 +27,10 @@ use crate::ingest::IngestError;
 pub const PATH: &str = "/api/v1/write";
 const PROTOCOL: &str = "remote_write";
 
-/// The most tenants whose metadata is remembered; later tenants go without.
-const MAX_METADATA_TENANTS: usize = 1_000;
+/// The most metric families remembered over all tenants; later new families go without
+/// (known ones still update). With help capped in [`remote_write::MetadataCache`], this bounds
+/// the cache to a few tens of MiB.
+const MAX_METADATA_FAMILIES: usize = 100_000;
 
 /// The receiver and the metric metadata remembered per tenant (Prometheus sends metadata in
 /// requests of its own, so a counter's type reaches us apart from its samples).
@@ -107,7 +109,8 @@ fn check_format(request: &Request) -> Result<(), String> {
     }
 }
 
-/// Remembers the request's metadata for its tenant, then converts it with what is known.
+/// Remembers the request's metadata for its (validated) tenant, then converts the request
+/// with what is known.
 fn convert(
     state: &RemoteWrite,
     tenant: &str,
@@ -116,12 +119,15 @@ fn convert(
     if !request.metadata.is_empty()
         && let Ok(mut all) = state.metadata.write()
     {
-        if let Some(cache) = all.get_mut(tenant) {
-            cache.remember(&request.metadata);
-        } else if all.len() < MAX_METADATA_TENANTS {
-            all.entry(tenant.to_string())
+        let used: usize = all.values().map(remote_write::MetadataCache::len).sum();
+        let room = MAX_METADATA_FAMILIES.saturating_sub(used);
+        match all.get_mut(tenant) {
+            Some(cache) => cache.remember(&request.metadata, room),
+            None if room > 0 => all
+                .entry(tenant.to_string())
                 .or_default()
-                .remember(&request.metadata);
+                .remember(&request.metadata, room),
+            None => {}
         }
     }
     let empty = remote_write::MetadataCache::default();
@@ -179,7 +185,13 @@ async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Respo
         }
         Err(e) => return refuse(receiver, "invalid", StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let converted = convert(&state, tenant.as_deref().unwrap_or_default(), &decoded);
+    // The tenant is checked before anything is remembered for it (a request of metadata
+    // alone is never exported, so `export` would not check it).
+    let tenant_key = match receiver.tenant(tenant.as_deref()) {
+        Ok(t) => t.to_string(),
+        Err(e) => return refuse(receiver, "invalid", StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let converted = convert(&state, &tenant_key, &decoded);
     if !converted.resource_metrics.is_empty() {
         let request = ExportMetricsServiceRequest {
             resource_metrics: converted.resource_metrics,

@@ -246,22 +246,33 @@ impl Scraper {
             .samples
             .get_or_create(&vec![("job", job.clone())])
             .inc_by(exposition.as_ref().map_or(0, |e| e.samples.len()) as u64);
-        let tenant = (!self.config.tenant.is_empty()).then_some(self.config.tenant.as_str());
-        // A pipeline that does not take the samples within an interval refuses them: the
-        // next scrape must not wait behind this one.
-        let export = tokio::time::timeout(
+        let tenant = (!self.config.tenant.is_empty()).then(|| self.config.tenant.clone());
+        // A pipeline that does not take the samples within an interval refuses them, so the
+        // next scrape does not wait behind this one. The export runs as a task of its own and
+        // is never cancelled midway (the buffer's reservations and WAL writes complete); a
+        // late one is left to finish, and its outcome is not counted.
+        let receiver = self.receiver.clone();
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: converted.resource_metrics,
+        };
+        let task = tokio::spawn(async move {
+            receiver
+                .export::<Metrics>("scrape", tenant.as_deref(), request)
+                .await
+        });
+        let export = match tokio::time::timeout(
             Duration::from_millis(self.config.interval_ms),
-            self.receiver.export::<Metrics>(
-                "scrape",
-                tenant,
-                ExportMetricsServiceRequest {
-                    resource_metrics: converted.resource_metrics,
-                },
-            ),
+            task,
         )
         .await
-        .map_err(|_| "the pipeline did not take the samples within the scrape interval".to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(format!("export task: {e}")),
+            Err(_) => {
+                Err("the pipeline did not take the samples within the scrape interval".to_string())
+            }
+        };
         let outcome = match (&export, &exposition) {
             (Err(e), _) => {
                 warn!(job = %job, target = %self.target, error = %e, "scraped samples refused");
@@ -295,9 +306,16 @@ impl Scraper {
             let is_target_label = |name: &str| {
                 name == "job" || name == "instance" || self.config.labels.contains_key(name)
             };
+            let mut taken: HashSet<String> = labels.iter().map(|l| l.0.clone()).collect();
             for l in labels.iter_mut() {
                 if is_target_label(&l.0) {
-                    l.0 = format!("exported_{}", l.0);
+                    // Prefixed again while the name is taken, as Prometheus does.
+                    let mut name = format!("exported_{}", l.0);
+                    while taken.contains(&name) || is_target_label(&name) {
+                        name = format!("exported_{name}");
+                    }
+                    taken.insert(name.clone());
+                    l.0 = name;
                 }
             }
             labels.push(("job".into(), self.config.job.clone()));
@@ -383,5 +401,75 @@ fn metadata_type(kind: &str) -> i32 {
         "info" => 6,
         "stateset" => 7,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::otlp::OtlpMetrics;
+    use crate::sources::otlp::test_sink::Sink;
+
+    fn scraper(labels: &[(&str, &str)]) -> Scraper {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let otlp = Arc::new(OtlpMetrics::register(&mut registry, "test"));
+        let receiver = Arc::new(OtlpReceiver::new(
+            Arc::new(Sink::default()),
+            otlp,
+            1 << 20,
+            "default".into(),
+        ));
+        Scraper {
+            config: ScrapeConfig {
+                job: "node".into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..ScrapeConfig::default()
+            },
+            target: "127.0.0.1:9100".into(),
+            receiver,
+            metrics: ScrapeMetrics::register(&mut registry),
+            previous: HashSet::new(),
+        }
+    }
+
+    #[test]
+    fn target_labels_win_and_exposed_ones_are_renamed() {
+        let s = scraper(&[("env", "prod")]);
+        let text = "# TYPE m gauge\nm{job=\"inner\",env=\"dev\",exported_job=\"x\",a=\"1\"} 1\n";
+        let exposition = parse(text).unwrap();
+        let (request, current) = s.write_request(Some(&exposition), 1000, Duration::ZERO);
+        let m = request
+            .timeseries
+            .iter()
+            .find(|t| {
+                t.labels
+                    .iter()
+                    .any(|l| l.name == "__name__" && l.value == "m")
+            })
+            .unwrap();
+        let got: Vec<(&str, &str)> = m
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("__name__", "m"),
+                ("a", "1"),
+                ("env", "prod"),
+                ("exported_env", "dev"),
+                ("exported_exported_job", "inner"),
+                ("exported_job", "x"),
+                ("instance", "127.0.0.1:9100"),
+                ("job", "node"),
+            ]
+        );
+        // Only exposed series are tracked for staleness.
+        assert_eq!(current.len(), 1);
+        assert_eq!(request.metadata[0].r#type, 2);
     }
 }
