@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -39,7 +38,8 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_case import BIN, ROOT, free_port, parquet_bytes, proc_stats, sql, wait_ready  # noqa: E402
+from run_case import (BIN, free_port, machine, parquet_bytes, proc_stats, sql,  # noqa: E402
+                      wait_ready, write_outputs)
 
 METRICS = {"m1k": 1000, "m10k": 10000}
 QUERIES = [
@@ -228,18 +228,11 @@ def main():
                           f"{row['prometheus_ms']:.1f} ms" + (f" DIFF {row['difference']}" if row["difference"] else ""),
                           file=sys.stderr)
         result["date"] = time.strftime("%Y-%m-%d")
-        result["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, "
-                             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+        result["machine"] = machine()
         result["prometheus_version"] = subprocess.run([args.prometheus, "--version"], capture_output=True,
                                                       text=True).stdout.split("\n")[0]
         result["command"] = "python3 benches/prometheus_vs.py" + (f" --hours {args.hours:g}" if args.hours != 24 else "")
-        if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            json.dump(result, open(args.out, "w"), indent=2)
-        table = markdown(result)
-        print(table)
-        if args.markdown:
-            open(args.markdown, "w").write(table)
+        write_outputs(result, markdown(result), args)
     finally:
         for p in procs.values():
             p.terminate()

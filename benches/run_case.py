@@ -516,6 +516,23 @@ def compare_duckdb(cluster, trace_id, repeat=5):
             for (name, _, _), s, d in zip(questions, strata, duck)]
 
 
+def machine():
+    """The machine a result was measured on, for its report."""
+    return (f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+            f"{platform.system()} {platform.release()}")
+
+
+def write_outputs(result, table, args):
+    """Writes the result as JSON (`--out`), prints its table, and writes it to `--markdown`."""
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        json.dump(result, open(args.out, "w"), indent=2)
+    print(table)
+    if args.markdown:
+        open(args.markdown, "w").write(table)
+
+
 def markdown(result):
     lines = [f"Case `{result['case']}`: {result['description']}", "",
              f"Machine: {result['machine']}. Date: {result['date']}. Mode: {result['mode']}.", "",
@@ -590,9 +607,7 @@ def main():
             "case": os.path.basename(args.case),
             "description": case.get("description", ""),
             "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                       f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
-                       f"{platform.system()} {platform.release()}",
+            "machine": machine(),
             "mode": cluster.mode,
             "command": command,
             "env": case.get("env", {}),
@@ -603,13 +618,7 @@ def main():
             ids = [l for l in open(ids_file).read().split() if l] if os.path.exists(ids_file) else []
             result["duckdb"] = compare_duckdb(cluster, ids[0] if ids else "0" * 32)
             result["column_bytes_per_row"] = column_sizes(cluster)
-        if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            json.dump(result, open(args.out, "w"), indent=2)
-        table = markdown(result)
-        print(table)
-        if args.markdown:
-            open(args.markdown, "w").write(table)
+        write_outputs(result, markdown(result), args)
     finally:
         if cluster:
             cluster.stop()

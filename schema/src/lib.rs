@@ -28,6 +28,7 @@ pub mod logs;
 pub mod metrics;
 pub mod remote_write;
 pub mod signal;
+pub mod text;
 pub mod traces;
 
 mod datatypes;

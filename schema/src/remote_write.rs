@@ -26,6 +26,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 
 use crate::metrics::PROMETHEUS_SCOPE;
+use crate::text::floor_char;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
@@ -110,8 +111,8 @@ impl MetadataCache {
                 continue;
             }
             let m = MetricMetadata {
-                help: cut(&m.help, Self::MAX_TEXT_BYTES),
-                unit: cut(&m.unit, Self::MAX_TEXT_BYTES),
+                help: floor_char(&m.help, Self::MAX_TEXT_BYTES).to_string(),
+                unit: floor_char(&m.unit, Self::MAX_TEXT_BYTES).to_string(),
                 ..m.clone()
             };
             if let Some(known) = self.families.get_mut(&m.metric_family_name) {
@@ -134,15 +135,6 @@ impl MetadataCache {
     fn get(&self, family: &str) -> Option<&MetricMetadata> {
         self.families.get(family)
     }
-}
-
-/// `s` cut to at most `max` bytes at a character boundary.
-fn cut(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 /// The metadata of the family a series named `name` belongs to: its own name first, then the

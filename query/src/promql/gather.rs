@@ -42,7 +42,8 @@ use super::select::{matches, name_ok};
 use super::value::{Labels, RawSeries};
 use crate::error::QueryError;
 
-/// Columns the number path reads: a scan of gauge and sum rows needs no others.
+/// Columns the number path reads: a scan of gauge and sum rows needs no others. The first
+/// [`IDENTITY_COLUMNS`] decide a row's labels and are hashed together into its identity.
 pub const NUMBER_COLUMNS: [&str; 12] = [
     METRIC_NAME,
     METRIC_TYPE,
@@ -58,16 +59,8 @@ pub const NUMBER_COLUMNS: [&str; 12] = [
     VALUE_INT,
 ];
 
-/// Columns that decide a row's labels, hashed together into its identity.
-const IDENTITY: [&str; 7] = [
-    METRIC_NAME,
-    METRIC_TYPE,
-    METRIC_UNIT,
-    IS_MONOTONIC,
-    SCOPE_NAME,
-    RESOURCE_ATTRIBUTES,
-    ATTRIBUTES,
-];
+/// How many of [`NUMBER_COLUMNS`], from the first, make a row's identity.
+const IDENTITY_COLUMNS: usize = 7;
 
 /// Accumulates the series of one selector from the batches of its scan.
 pub struct Gather<'a> {
@@ -200,7 +193,7 @@ impl<'a> Gather<'a> {
             return Ok(others);
         }
         let internal = |what: &str| QueryError::Internal(format!("metrics batch: {what}"));
-        let identity: Vec<&Arc<dyn Array>> = IDENTITY
+        let identity: Vec<&Arc<dyn Array>> = NUMBER_COLUMNS[..IDENTITY_COLUMNS]
             .iter()
             .map(|c| batch.column_by_name(c).ok_or_else(|| internal(c)))
             .collect::<Result<_, _>>()?;
@@ -334,34 +327,26 @@ fn whole_rows(row: &RecordBatch) -> Result<RecordBatch, QueryError> {
         .map_err(|e| QueryError::Internal(e.to_string()))
 }
 
+/// Per row, whether its metric type is one `wanted`; `None` when the batch has no string type
+/// column (Parquet strings are read as views; plain strings are accepted too).
+fn type_mask(batch: &RecordBatch, wanted: fn(&str) -> bool) -> Option<BooleanArray> {
+    let column = batch.column_by_name(METRIC_TYPE)?;
+    let test = |t: Option<&str>| Some(t.is_some_and(wanted));
+    if let Some(types) = column.as_string_view_opt() {
+        return Some(types.iter().map(test).collect());
+    }
+    Some(column.as_string_opt::<i32>()?.iter().map(test).collect())
+}
+
+/// Which rows hold one number sample (gauges and sums).
+fn number_rows(batch: &RecordBatch) -> Option<BooleanArray> {
+    type_mask(batch, |t| matches!(t, GAUGE | SUM))
+}
+
 /// How many rows are histograms or summaries, which [`Gather::add_rows`] reads
 /// (exponential histograms are not read by PromQL at all).
 fn other_rows(batch: &RecordBatch) -> usize {
-    let Some(column) = batch.column_by_name(METRIC_TYPE) else {
-        return 0;
-    };
-    let other = |t: Option<&str>| matches!(t, Some(HISTOGRAM | SUMMARY));
-    if let Some(types) = column.as_string_view_opt() {
-        return types.iter().filter(|t| other(*t)).count();
-    }
-    column
-        .as_string_opt::<i32>()
-        .map_or(0, |types| types.iter().filter(|t| other(*t)).count())
-}
-
-/// Which rows hold one number sample (gauges and sums); `None` when the batch has no string
-/// type column.
-fn number_rows(batch: &RecordBatch) -> Option<BooleanArray> {
-    let column = batch.column_by_name(METRIC_TYPE)?;
-    let is_number = |t: Option<&str>| Some(matches!(t, Some(GAUGE | SUM)));
-    // Parquet strings are read as views; other layouts are accepted too.
-    if let Some(types) = column.as_string_view_opt() {
-        return Some(types.iter().map(is_number).collect());
-    }
-    if let Some(types) = column.as_string_opt::<i32>() {
-        return Some(types.iter().map(is_number).collect());
-    }
-    None
+    type_mask(batch, |t| matches!(t, HISTOGRAM | SUMMARY)).map_or(0, |m| m.true_count())
 }
 
 fn sorted_by_time(times: Vec<i64>, values: Vec<f64>) -> (Vec<i64>, Vec<f64>) {

@@ -13,6 +13,7 @@ use std::borrow::Cow;
 
 use chrono::DateTime;
 use serde::Deserialize;
+use strata_schema::text::floor_char;
 
 use super::config::Format;
 use super::lines::Line;
@@ -230,18 +231,6 @@ pub(crate) fn rfc3339_ns(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .and_then(|t| t.timestamp_nanos_opt())
-}
-
-/// The longest prefix of `s` of at most `n` bytes that ends on a char boundary.
-pub(crate) fn floor_char(s: &str, n: usize) -> &str {
-    if n >= s.len() {
-        return s;
-    }
-    let mut n = n;
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
-    &s[..n]
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ fn parse_time(s: &str, year: i32) -> Option<i64> {
 
 /// The timestamp a plain line starts with, if it starts with one of the usual formats.
 pub fn detect_time(text: &str, year: i32) -> Option<i64> {
-    let head = crate::sources::file::framing::floor_char(text, 40);
+    let head = strata_schema::text::floor_char(text, 40);
     let first = head.as_bytes().first()?;
     if !(first.is_ascii_alphanumeric() || *first == b'[') {
         return None;
@@ -381,7 +381,7 @@ fn numeric_level(level: i64) -> Option<i32> {
 /// The severity a plain line names near its start: an upper-case level word (`ERROR`), or
 /// one in brackets or after `level=` in any case (`[error]`, `level=warn`).
 pub fn detect_severity(text: &str) -> Option<(i32, String)> {
-    let head = crate::sources::file::framing::floor_char(text, 200);
+    let head = strata_schema::text::floor_char(text, 200);
     let bytes = head.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
