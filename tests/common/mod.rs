@@ -134,13 +134,7 @@ pub fn standalone(
     envs: &[(&str, &str)],
 ) -> Standalone {
     let config_path = dir.join(format!("{name}.toml"));
-    let (grpc, http, query, flight, chttp) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
+    let [grpc, http, query, flight, chttp] = free_ports();
     let mut args: Vec<String> = Vec::new();
     if let Some(text) = config {
         let text = text.replace("{agent_http}", &format!("127.0.0.1:{http}"));
@@ -191,6 +185,15 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// `N` distinct free ports: every listener is held until all are bound, so one call never
+/// hands out the same port twice (separate `free_port` calls can).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }
 
 /// Polls `GET url` until it answers 200, for at most `within`.
