@@ -173,7 +173,7 @@ fn agent_and_three_collectors_with_the_python_sdk() {
         assert_eq!(status, 200, "{body}");
         let got: Value = serde_json::from_str(&body).unwrap();
         let mut spans = BTreeMap::new();
-        for rs in got["resourceSpans"].as_array().unwrap() {
+        for rs in got["batches"].as_array().unwrap() {
             let service = rs["resource"]["attributes"]
                 .as_array()
                 .unwrap()

@@ -119,7 +119,7 @@ fn standalone_ingests_and_answers() {
     });
     let (_, body) = get(&format!("{q}/api/traces/{}", TRACE.to_uppercase()));
     let trace: Value = serde_json::from_str(&body).unwrap();
-    let rs = trace["resourceSpans"].as_array().unwrap();
+    let rs = trace["batches"].as_array().unwrap();
     assert_eq!(rs.len(), 2, "{body}");
     let all: Vec<&Value> = rs
         .iter()

@@ -2,14 +2,17 @@
 //!
 //! - [`prom`]: the Prometheus HTTP API under `/api/v1/` (PromQL queries and metadata)
 //! - [`sql`]: `POST /api/v1/sql`
-//! - [`traces`]: `GET /api/traces/{trace_id}`
+//! - [`tempo`]: Tempo's API (`/api/traces/{id}`, `/api/v2/traces/{id}`, `/api/search`, tags,
+//!   `/api/echo`, `/api/status/buildinfo`) for Grafana's Tempo datasource
+//! - [`jaeger`]: Jaeger's query API under `/jaeger/api/` for Grafana's Jaeger datasource
 //! - `/metrics` and `/ready` from the shared admin routes.
 //!
 //! Every request names its tenant in `X-Scope-OrgID` (default tenant otherwise).
 
+pub mod jaeger;
 pub mod prom;
 pub mod sql;
-pub mod traces;
+pub mod tempo;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,7 +66,24 @@ pub fn router(state: AppState) -> Router {
             get(prom::query_exemplars).post(prom::query_exemplars),
         )
         .route("/api/v1/status/buildinfo", get(prom::buildinfo))
-        .route("/api/traces/{trace_id}", get(traces::handle))
+        .route("/api/traces/{trace_id}", get(tempo::trace_v1))
+        .route("/api/v2/traces/{trace_id}", get(tempo::trace_v2))
+        .route("/api/search", get(tempo::search))
+        .route("/api/search/tags", get(tempo::tags_v1))
+        .route("/api/v2/search/tags", get(tempo::tags_v2))
+        .route("/api/search/tag/{tag}/values", get(tempo::tag_values_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(tempo::tag_values_v2))
+        .route("/api/echo", get(tempo::echo))
+        .route("/api/status/buildinfo", get(tempo::buildinfo))
+        .route("/jaeger/api/services", get(jaeger::services))
+        .route(
+            "/jaeger/api/services/{service}/operations",
+            get(jaeger::service_operations),
+        )
+        .route("/jaeger/api/operations", get(jaeger::operations))
+        .route("/jaeger/api/traces", get(jaeger::find_traces))
+        .route("/jaeger/api/traces/{trace_id}", get(jaeger::trace))
+        .route("/jaeger/api/dependencies", get(jaeger::dependencies))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
