@@ -43,13 +43,7 @@ fn now_nanos() -> u64 {
 #[test]
 fn standalone_ingests_and_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http, query, flight, chttp) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
+    let [grpc, http, query, flight, chttp] = free_ports();
     let mut p = strata(
         "standalone",
         dir.path(),
@@ -71,6 +65,7 @@ fn standalone_ingests_and_answers() {
         &[
             ("STRATA_COLLECTOR__FLUSH_MAX_AGE_MS", "200"),
             ("STRATA_AGENT__BATCH_MAX_AGE_MS", "50"),
+            ("STRATA_COLLECTOR__SPAN_METRICS__INTERVAL_MS", "200"),
         ],
     );
     let q = format!("http://127.0.0.1:{query}");
@@ -116,6 +111,25 @@ fn standalone_ingests_and_answers() {
             &q,
             &format!("SELECT count(*) FROM spans WHERE trace_id = '{TRACE}'"),
         ) == json!(2)
+    });
+    // Tempo search finds the trace by its child and reports the true root.
+    let (s, body) = get(&format!(
+        "{q}/api/search?q=%7Bresource.service.name%3D%22backend%22%7D&start={}&end={}",
+        t0 / 1_000_000_000 - 60,
+        t0 / 1_000_000_000 + 60
+    ));
+    assert_eq!(s, 200, "{body}");
+    let found: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(found["traces"][0]["traceID"], TRACE, "{body}");
+    assert_eq!(found["traces"][0]["rootServiceName"], "frontend", "{body}");
+    // The collector derived RED metrics from the stored spans; PromQL reads them.
+    eventually(Duration::from_secs(30), "span metrics queryable", || {
+        let (_, body) = get(&format!(
+            "{q}/api/v1/query?query=sum%20by%20(service)(traces_spanmetrics_calls_total)"
+        ));
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        result.len() == 2 && result.iter().all(|r| r["value"][1] == json!("1"))
     });
     let (_, body) = get(&format!("{q}/api/traces/{}", TRACE.to_uppercase()));
     let trace: Value = serde_json::from_str(&body).unwrap();

@@ -45,6 +45,8 @@ pub struct CollectorConfig {
     pub zstd_level: i32,
     /// A WAL segment is closed and a new one started past this size.
     pub wal_segment_bytes: u64,
+    /// RED metrics and service-graph edges derived from the spans this collector stores.
+    pub span_metrics: crate::spanmetrics::SpanMetricsConfig,
 }
 
 impl Default for CollectorConfig {
@@ -66,6 +68,7 @@ impl Default for CollectorConfig {
             row_group_rows: 128 * 1024,
             zstd_level: 3,
             wal_segment_bytes: 64 * 1024 * 1024,
+            span_metrics: Default::default(),
         }
     }
 }
@@ -91,6 +94,7 @@ impl CollectorConfig {
         if !(1..=22).contains(&self.zstd_level) {
             return Err("zstd_level must be 1..=22".into());
         }
+        self.span_metrics.validate()?;
         Ok(())
     }
 

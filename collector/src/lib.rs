@@ -20,6 +20,7 @@ pub mod layout;
 pub mod metrics;
 pub mod persist;
 pub mod persisted;
+pub mod spanmetrics;
 pub mod storage;
 pub mod store;
 /// The write-ahead log, shared with the agent's disk buffer.
@@ -67,18 +68,29 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         &mut registry.lock_registry(),
     ));
     let buffer = Arc::new(buffer::Buffer::new(config.max_buffer_bytes));
-    let store = Arc::new(
-        store::Store::open(
-            &config.data_dir,
-            config.wal_segment_bytes,
-            buffer.clone(),
-            &storage,
-            &config.id,
+    let mut store = store::Store::open(
+        &config.data_dir,
+        config.wal_segment_bytes,
+        buffer.clone(),
+        &storage,
+        &config.id,
+        metrics.clone(),
+    )
+    .await
+    .map_err(|e| Error::Config(format!("WAL in {}: {e}", config.data_dir.display())))?;
+    let span_metrics = config.span_metrics.enabled.then(|| {
+        Arc::new(spanmetrics::SpanMetrics::new(
+            config.span_metrics.clone(),
             metrics.clone(),
-        )
-        .await
-        .map_err(|e| Error::Config(format!("WAL in {}: {e}", config.data_dir.display())))?,
-    );
+        ))
+    });
+    if let Some(sm) = &span_metrics {
+        store = store.with_span_metrics(sm.clone());
+    }
+    let store = Arc::new(store);
+    let span_metrics_stop = CancellationToken::new();
+    let span_metrics_task =
+        span_metrics.map(|sm| tokio::spawn(sm.run(store.clone(), span_metrics_stop.clone())));
 
     let persister = persist::Persister {
         collector_id: config.id.clone(),
@@ -186,6 +198,11 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
             // One server failing stops the collector; the others drain.
             shutdown.cancel();
         }
+    }
+    // The last span-metric values go through the WAL before the final flush.
+    span_metrics_stop.cancel();
+    if let Some(task) = span_metrics_task {
+        task.await?;
     }
     persist_stop.cancel();
     persist_task.await?;

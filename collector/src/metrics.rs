@@ -29,6 +29,9 @@ pub struct CollectorMetrics {
     pub wal_corrupt_bytes: Counter,
     /// Damaged state found at start, by what (`wal`, `wal_entry`, `dedup`).
     pub recovery_errors: Family<Labels, Counter>,
+    /// Spans or calls not counted in their own span-metrics series, by why (`overflow`,
+    /// `pending_full`, `unpaired`, `write_failed`).
+    pub span_metrics_dropped: Family<Labels, Counter>,
 }
 
 impl CollectorMetrics {
@@ -45,6 +48,7 @@ impl CollectorMetrics {
             wal_segments_removed: Counter::default(),
             wal_corrupt_bytes: Counter::default(),
             recovery_errors: Family::default(),
+            span_metrics_dropped: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("strata_collector");
         r.register(
@@ -93,6 +97,11 @@ impl CollectorMetrics {
             "recovery_errors",
             "Damaged state found at start",
             m.recovery_errors.clone(),
+        );
+        r.register(
+            "span_metrics_dropped",
+            "Spans or calls not counted in their own span-metrics series, by reason",
+            m.span_metrics_dropped.clone(),
         );
         m
     }

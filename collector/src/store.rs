@@ -25,6 +25,7 @@ use crate::buffer::{Buffer, BufferError};
 use crate::dedup::{self, Claim, Dedup};
 use crate::layout;
 use crate::metrics::CollectorMetrics;
+use crate::spanmetrics::SpanMetrics;
 use crate::storage::Storage;
 use crate::wal::{Wal, WalError, entry};
 
@@ -44,6 +45,7 @@ pub struct Store {
     checkpoint: PathBuf,
     gate: RwLock<()>,
     metrics: Arc<CollectorMetrics>,
+    span_metrics: Option<Arc<SpanMetrics>>,
 }
 
 impl Store {
@@ -143,7 +145,14 @@ impl Store {
             checkpoint,
             gate: RwLock::new(()),
             metrics,
+            span_metrics: None,
         })
+    }
+
+    /// Counts every span stored from now on into `span_metrics`.
+    pub fn with_span_metrics(mut self, span_metrics: Arc<SpanMetrics>) -> Self {
+        self.span_metrics = Some(span_metrics);
+        self
     }
 
     /// Stores one batch (all of `envelope`'s signal) durably, or says why not.
@@ -185,6 +194,11 @@ impl Store {
                     ("source", source.to_string()),
                 ])
                 .inc_by(*rows as u64);
+            if signal == Signal::Traces
+                && let Some(span_metrics) = &self.span_metrics
+            {
+                span_metrics.observe(&envelope.tenant, batches);
+            }
         }
         if let Some(claim) = claim {
             match &result {
