@@ -1,7 +1,7 @@
 //! The Strata query service: DataFusion over the collectors' Parquet files, behind HTTP.
 //!
 //! [`engine`] builds a read-only, tenant-scoped DataFusion session per request over the
-//! storage layout; [`api`] serves SQL, PromQL and the Tempo and Jaeger APIs over [`traces`]; errors map to HTTP in [`error`].
+//! storage layout; [`api`] serves SQL, PromQL and the Tempo and Jaeger APIs over [`traces`], and [`ui`] the web UI; errors map to HTTP in [`error`].
 
 pub mod api;
 pub mod config;
@@ -11,6 +11,7 @@ pub mod json;
 pub mod metrics;
 pub mod promql;
 pub mod traces;
+pub mod ui;
 
 use std::sync::Arc;
 

@@ -51,6 +51,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let limit = state.engine.config().max_request_bytes;
     Router::new()
+        .merge(crate::ui::router())
         .route("/api/v1/sql", post(sql::handle))
         .route("/api/v1/query", get(prom::query).post(prom::query))
         .route(
