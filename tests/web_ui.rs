@@ -92,22 +92,6 @@ const SPANS: [SpanRow; 6] = [
     ),
 ];
 
-fn chromium() -> Option<String> {
-    match std::env::var("STRATA_TEST_CHROMIUM") {
-        Ok(path) if std::path::Path::new(&path).exists() => Some(path),
-        _ => {
-            assert!(
-                std::env::var("STRATA_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "STRATA_REQUIRE_BROWSER=1 but STRATA_TEST_CHROMIUM is not a browser"
-            );
-            eprintln!(
-                "skipped: STRATA_TEST_CHROMIUM is not set (run scripts/test to install Chromium)"
-            );
-            None
-        }
-    }
-}
-
 fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -200,6 +184,7 @@ fn waterfall_shows_every_span_under_its_parent() {
             .contains("default-src 'self'")
     );
 
+    let chromium = chromium.display().to_string();
     let out = run_python(
         &python,
         "ui_waterfall.py",

@@ -284,16 +284,30 @@ pub fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
 /// `None` (the test is skipped, loudly) unless `STRATA_TEST_PYTHON` is set; when
 /// `STRATA_REQUIRE_INTEROP=1` a missing interpreter fails the test instead.
 pub fn python() -> Option<PathBuf> {
-    match std::env::var_os("STRATA_TEST_PYTHON") {
+    installed(
+        "STRATA_TEST_PYTHON",
+        "STRATA_REQUIRE_INTEROP",
+        "the interop venv",
+    )
+}
+
+/// Debian's Chromium for the browser tests: `STRATA_TEST_CHROMIUM`, required when
+/// `STRATA_REQUIRE_BROWSER=1`.
+pub fn chromium() -> Option<PathBuf> {
+    installed("STRATA_TEST_CHROMIUM", "STRATA_REQUIRE_BROWSER", "Chromium")
+}
+
+/// The program at `$var`, or `None` (the test is skipped, loudly); a missing program fails
+/// the test when `$require` is `1`.
+fn installed(var: &str, require: &str, what: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
         Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
         _ => {
             assert!(
-                std::env::var("STRATA_REQUIRE_INTEROP").as_deref() != Ok("1"),
-                "STRATA_REQUIRE_INTEROP=1 but STRATA_TEST_PYTHON is not an interpreter"
+                std::env::var(require).as_deref() != Ok("1"),
+                "{require}=1 but {var} is not set to an existing program"
             );
-            eprintln!(
-                "skipped: STRATA_TEST_PYTHON is not set (run scripts/test to install the interop venv)"
-            );
+            eprintln!("skipped: {var} is not set (run scripts/test to install {what})");
             None
         }
     }

@@ -287,22 +287,12 @@ fn search_request(p: &[(String, String)]) -> Result<SearchRequest, QueryError> {
 /// A Jaeger tag filter: `error=true` also matches spans with an error status, since OTLP
 /// keeps errors in the status rather than in a tag.
 fn jaeger_tag(key: &str, value: &str) -> Result<String, QueryError> {
-    let mut p = filter::tags_predicate(&format!("{key}={}", logfmt_quote(value)))
-        .map_err(QueryError::BadRequest)?;
-    let p = p.pop().unwrap_or_else(|| "TRUE".into());
+    let p = filter::tag_predicate(key, value).map_err(QueryError::BadRequest)?;
     Ok(if key == "error" && value == "true" {
         format!("({p} OR coalesce({}, 0) = 2)", columns::STATUS_CODE)
     } else {
         p
     })
-}
-
-fn logfmt_quote(v: &str) -> String {
-    if v.contains(char::is_whitespace) {
-        format!("\"{}\"", v.replace('"', ""))
-    } else {
-        v.to_string()
-    }
 }
 
 /// `GET /jaeger/api/traces/{id}`.

@@ -105,12 +105,12 @@ impl Params {
 
     /// The trace-by-id time hint: only when both ends are given (Grafana sends 0 for none).
     fn hint(&self) -> Result<Option<TimeRange>, QueryError> {
-        let start = int_param("start", &self.start)?.filter(|s| *s > 0);
-        let end = int_param("end", &self.end)?.filter(|s| *s > 0);
-        Ok(match (start, end) {
-            (Some(_), Some(_)) => Some(self.range()?),
-            _ => None,
-        })
+        let given = |v: &Option<String>| non_empty(v).is_some_and(|s| s != "0");
+        if given(&self.start) && given(&self.end) {
+            self.range().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 

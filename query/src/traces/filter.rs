@@ -65,14 +65,6 @@ impl Combine {
             Combine::Or(a, b) => format!("({} OR {})", a.sql(flag), b.sql(flag)),
         }
     }
-
-    pub fn eval(&self, matched: &[bool]) -> bool {
-        match self {
-            Combine::Spanset(i) => matched.get(*i).copied().unwrap_or(false),
-            Combine::And(a, b) => a.eval(matched) && b.eval(matched),
-            Combine::Or(a, b) => a.eval(matched) || b.eval(matched),
-        }
-    }
 }
 
 /// A condition on an assembled trace (`trace:rootService`, `trace:rootName`,
@@ -281,48 +273,43 @@ fn compare(lhs: &str, op: Op, value: &Value) -> String {
     out
 }
 
-/// Tempo's `tags` search parameter (logfmt `key=value` pairs) as span conditions: `name`
-/// is the span name, `status.code` the status, anything else an unscoped attribute whose
-/// string form equals the value.
+/// Tempo's `tags` search parameter (logfmt `key=value` pairs) as span conditions, one per
+/// pair (see [`tag_predicate`]).
 pub fn tags_predicate(tags: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for (key, value) in logfmt(tags)? {
-        out.push(match key.as_str() {
-            "name" => compare(columns::NAME, Op::Eq, &Value::Str(value)),
-            "status.code" | "status" => {
-                let code = super::traceql::status_code(&value)
-                    .ok_or_else(|| format!("unknown status {value:?} (ok, error, unset)"))?;
-                compare(
-                    &format!("coalesce({}, 0)", columns::STATUS_CODE),
-                    Op::Eq,
-                    &Value::Status(code),
-                )
+    logfmt(tags)?
+        .into_iter()
+        .map(|(key, value)| tag_predicate(&key, &value))
+        .collect()
+}
+
+/// One tag condition: `name` is the span name, `status.code` the status, anything else an
+/// unscoped attribute whose string form equals the value (also as a number or bool).
+pub fn tag_predicate(key: &str, value: &str) -> Result<String, String> {
+    Ok(match key {
+        "name" => compare(columns::NAME, Op::Eq, &Value::Str(value.to_string())),
+        "status.code" | "status" => {
+            let code = super::traceql::status_code(value)
+                .ok_or_else(|| format!("unknown status {value:?} (ok, error, unset)"))?;
+            compare(
+                &format!("coalesce({}, 0)", columns::STATUS_CODE),
+                Op::Eq,
+                &Value::Status(code),
+            )
+        }
+        _ => {
+            let text = Value::Str(value.to_string());
+            let mut any = vec![
+                attribute(columns::ATTRIBUTES, key, Op::Eq, &text),
+                resource(key, Op::Eq, &text),
+            ];
+            if let Ok(i) = value.parse::<i64>() {
+                any.push(attribute(columns::ATTRIBUTES, key, Op::Eq, &Value::Int(i)));
+            } else if let Ok(b) = value.parse::<bool>() {
+                any.push(attribute(columns::ATTRIBUTES, key, Op::Eq, &Value::Bool(b)));
             }
-            _ => {
-                let mut any = vec![
-                    attribute(
-                        columns::ATTRIBUTES,
-                        &key,
-                        Op::Eq,
-                        &Value::Str(value.clone()),
-                    ),
-                    resource(&key, Op::Eq, &Value::Str(value.clone())),
-                ];
-                if let Ok(i) = value.parse::<i64>() {
-                    any.push(attribute(columns::ATTRIBUTES, &key, Op::Eq, &Value::Int(i)));
-                } else if let Ok(b) = value.parse::<bool>() {
-                    any.push(attribute(
-                        columns::ATTRIBUTES,
-                        &key,
-                        Op::Eq,
-                        &Value::Bool(b),
-                    ));
-                }
-                format!("({})", any.join(" OR "))
-            }
-        });
-    }
-    Ok(out)
+            format!("({})", any.join(" OR "))
+        }
+    })
 }
 
 /// `k=v k2="v 2"` pairs.
@@ -377,8 +364,6 @@ mod tests {
         );
         assert_eq!(c.combine.sql(&|i| format!("m{i}")), "(m0 OR m1)");
         assert_eq!(c.trace_checks.len(), 1);
-        assert!(c.combine.eval(&[false, true]));
-        assert!(!c.combine.eval(&[false, false]));
         let e = compile(&parse("{ trace:duration > 1s || name = \"x\" }").unwrap()).unwrap_err();
         assert!(e.contains("top-level &&"), "{e}");
         assert_eq!(

@@ -88,29 +88,30 @@ pub async fn run(
 
 /// Column `name` of `batch` as plain strings (Parquet strings come back as views).
 pub fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray, QueryError> {
-    let a = column(batch, name, &DataType::Utf8)?;
-    a.as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .ok_or_else(|| QueryError::Internal(format!("column {name} is not text")))
+    typed(batch, name, &DataType::Utf8)
 }
 
 /// Column `name` of `batch` as `i64` (timestamps as Unix nanoseconds).
 pub fn ints(batch: &RecordBatch, name: &str) -> Result<Int64Array, QueryError> {
-    let a = column(batch, name, &DataType::Int64)?;
-    a.as_any()
-        .downcast_ref::<Int64Array>()
-        .cloned()
-        .ok_or_else(|| QueryError::Internal(format!("column {name} is not an integer")))
+    typed(batch, name, &DataType::Int64)
 }
 
 /// Column `name` of `batch` as booleans.
 pub fn bools(batch: &RecordBatch, name: &str) -> Result<BooleanArray, QueryError> {
-    let a = column(batch, name, &DataType::Boolean)?;
-    a.as_any()
-        .downcast_ref::<BooleanArray>()
+    typed(batch, name, &DataType::Boolean)
+}
+
+/// Column `name` of `batch` as `to`, as the array type `T` of `to`.
+pub fn typed<T: Array + Clone + 'static>(
+    batch: &RecordBatch,
+    name: &str,
+    to: &DataType,
+) -> Result<T, QueryError> {
+    column(batch, name, to)?
+        .as_any()
+        .downcast_ref::<T>()
         .cloned()
-        .ok_or_else(|| QueryError::Internal(format!("column {name} is not a boolean")))
+        .ok_or_else(|| QueryError::Internal(format!("column {name} is not {to}")))
 }
 
 fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef, QueryError> {

@@ -98,11 +98,6 @@ pub async fn search(
         req.compiled.trace_checks.iter().all(|c| c.holds(t))
             && req.min_trace_nanos.is_none_or(|m| t.duration_nanos >= m)
             && req.max_trace_nanos.is_none_or(|m| t.duration_nanos <= m)
-            && req.compiled.combine.eval(
-                &(0..predicates.len())
-                    .map(|i| t.spanset_matched(i))
-                    .collect::<Vec<_>>(),
-            )
     });
     traces.sort_by(|a, b| {
         b.start_ns

@@ -6,13 +6,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use arrow::array::{Array, BooleanArray, Float64Array, Int64Array};
+use arrow::array::{Array, Float64Array};
+use arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use strata_schema::columns;
 
 use super::filter::{PROMOTED_RESOURCE, quote};
 use super::traceql::{KINDS, STATUSES};
-use super::{TimeRange, run, strings, text};
+use super::{TimeRange, bools, ints, run, strings, text, typed};
 use crate::error::QueryError;
 
 /// Most spans one tag scan reads.
@@ -188,9 +189,9 @@ async fn map_values(
     );
     for batch in run(ctx, &sql, timeout).await? {
         let s = strings(&batch, "s")?;
-        let i = column_as::<Int64Array>(&batch, "i")?;
-        let d = column_as::<Float64Array>(&batch, "d")?;
-        let b = column_as::<BooleanArray>(&batch, "b")?;
+        let i = ints(&batch, "i")?;
+        let d: Float64Array = typed(&batch, "d", &DataType::Float64)?;
+        let b = bools(&batch, "b")?;
         for row in 0..batch.num_rows() {
             let value = if s.is_valid(row) {
                 ("string", s.value(row).to_string())
@@ -210,17 +211,6 @@ async fn map_values(
         }
     }
     Ok(())
-}
-
-fn column_as<T: Array + Clone + 'static>(
-    batch: &arrow::array::RecordBatch,
-    name: &str,
-) -> Result<T, QueryError> {
-    batch
-        .column_by_name(name)
-        .and_then(|a| a.as_any().downcast_ref::<T>())
-        .cloned()
-        .ok_or_else(|| QueryError::Internal(format!("column {name} has an unexpected type")))
 }
 
 #[cfg(test)]

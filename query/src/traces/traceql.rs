@@ -304,23 +304,28 @@ impl Parser {
         }
     }
 
-    // query := qand ( '||' qand )*
-    fn query(&mut self) -> Result<Query, ParseError> {
-        let mut left = self.query_and()?;
-        while self.peek() == Some(&Tok::Or) {
+    /// `operand (op operand)*`, folded to the left with `join`: `||` over `&&` over atoms,
+    /// for spanset queries and for conditions alike.
+    fn chain<T>(
+        &mut self,
+        op: Tok,
+        operand: fn(&mut Self) -> Result<T, ParseError>,
+        join: fn(Box<T>, Box<T>) -> T,
+    ) -> Result<T, ParseError> {
+        let mut left = operand(self)?;
+        while self.peek() == Some(&op) {
             self.next();
-            left = Query::Or(Box::new(left), Box::new(self.query_and()?));
+            left = join(Box::new(left), Box::new(operand(self)?));
         }
         Ok(left)
     }
 
+    fn query(&mut self) -> Result<Query, ParseError> {
+        self.chain(Tok::Or, Self::query_and, Query::Or)
+    }
+
     fn query_and(&mut self) -> Result<Query, ParseError> {
-        let mut left = self.query_atom()?;
-        while self.peek() == Some(&Tok::And) {
-            self.next();
-            left = Query::And(Box::new(left), Box::new(self.query_atom()?));
-        }
-        Ok(left)
+        self.chain(Tok::And, Self::query_atom, Query::And)
     }
 
     fn query_atom(&mut self) -> Result<Query, ParseError> {
@@ -347,21 +352,11 @@ impl Parser {
     }
 
     fn cond(&mut self) -> Result<Cond, ParseError> {
-        let mut left = self.cond_and()?;
-        while self.peek() == Some(&Tok::Or) {
-            self.next();
-            left = Cond::Or(Box::new(left), Box::new(self.cond_and()?));
-        }
-        Ok(left)
+        self.chain(Tok::Or, Self::cond_and, Cond::Or)
     }
 
     fn cond_and(&mut self) -> Result<Cond, ParseError> {
-        let mut left = self.cond_atom()?;
-        while self.peek() == Some(&Tok::And) {
-            self.next();
-            left = Cond::And(Box::new(left), Box::new(self.cond_atom()?));
-        }
-        Ok(left)
+        self.chain(Tok::And, Self::cond_atom, Cond::And)
     }
 
     fn cond_atom(&mut self) -> Result<Cond, ParseError> {
