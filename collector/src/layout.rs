@@ -23,13 +23,32 @@ pub fn signal_dir(tenant: &str, signal: Signal) -> String {
 
 /// Directory of the partition starting at `hour` (hours since the epoch).
 pub fn partition_dir(tenant: &str, signal: Signal, hour: i64) -> String {
+    format!("{}/{}", signal_dir(tenant, signal), partition_name(hour))
+}
+
+/// The partition directories of `hour` (hours since the epoch): `date=YYYY-MM-DD/hour=HH`.
+pub fn partition_name(hour: i64) -> String {
     let start = DateTime::<Utc>::from_timestamp(hour.saturating_mul(3600), 0).unwrap_or_default();
     format!(
-        "{}/date={}/hour={}",
-        signal_dir(tenant, signal),
+        "date={}/hour={}",
         start.format("%Y-%m-%d"),
-        start.format("%H"),
+        start.format("%H")
     )
+}
+
+/// The hour (since the epoch) of the `date=`/`hour=` partition a path lies in, if it has one.
+pub fn hour_of_partition(path: &str) -> Option<i64> {
+    let mut date = None;
+    let mut hour = None;
+    for part in path.split('/') {
+        if let Some(d) = part.strip_prefix("date=") {
+            date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+        } else if let Some(h) = part.strip_prefix("hour=") {
+            hour = h.parse::<u32>().ok().filter(|h| *h < 24);
+        }
+    }
+    let start = date?.and_hms_opt(hour?, 0, 0)?.and_utc().timestamp();
+    Some(start.div_euclid(3600))
 }
 
 /// Relative path of a new file for the partition starting at `hour` (hours since the epoch).
@@ -75,6 +94,12 @@ mod tests {
         );
         assert!(p.ends_with(".parquet"));
         assert_ne!(p, file_path("acme", Signal::Traces, hour_of(nanos), "c1"));
+        assert_eq!(hour_of_partition(&p), Some(hour_of(nanos)));
+        assert_eq!(
+            hour_of_partition("tenant=acme/signal=traces/x.parquet"),
+            None
+        );
+        assert_eq!(hour_of_partition("date=2023-11-14/hour=24/x.parquet"), None);
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub struct QueryConfig {
     pub promql_lookback_ms: u64,
     /// Most samples one PromQL query may load (Prometheus's `--query.max-samples`).
     pub promql_max_samples: usize,
+    /// Memory for Parquet footers kept between SQL queries (least recently used go first).
+    pub metadata_cache_bytes: usize,
+    /// Memory for the trace index: each span file's footer, `trace_id` ranges and bloom
+    /// filters, kept so a trace lookup opens only the files that hold the trace.
+    pub trace_index_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -45,6 +50,8 @@ impl Default for QueryConfig {
             max_request_bytes: 1024 * 1024,
             promql_lookback_ms: 5 * 60 * 1000,
             promql_max_samples: 50_000_000,
+            metadata_cache_bytes: 64 * 1024 * 1024,
+            trace_index_bytes: 256 * 1024 * 1024,
         }
     }
 }

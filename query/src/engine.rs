@@ -5,6 +5,9 @@
 //! from `strata-schema` (no inference, so a tenant without files yet is simply empty). Files
 //! are listed on every query, so new files are visible as soon as they are written.
 //!
+//! Sessions share one cache of Parquet footers, checked against each file's size and
+//! modification time, and trace lookups go through the shared [`TraceIndex`].
+//!
 //! Invariants: sessions are read-only (no DDL, DML, `COPY` or statements; no URL tables), and
 //! each query runs under its own memory pool and time limit.
 
@@ -17,6 +20,8 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -26,11 +31,14 @@ use strata_schema::Signal;
 
 use crate::config::QueryConfig;
 use crate::error::QueryError;
+use crate::traces::index::TraceIndex;
 
 pub struct Engine {
     config: QueryConfig,
     storage: Storage,
     stores: Arc<DefaultObjectStoreRegistry>,
+    footers: Arc<FileMetadataCache>,
+    trace_index: TraceIndex,
 }
 
 impl Engine {
@@ -39,15 +47,36 @@ impl Engine {
             Storage::open(&config.storage).map_err(|e| QueryError::Internal(e.to_string()))?;
         let stores = Arc::new(DefaultObjectStoreRegistry::new());
         stores.register_store(&storage.store_url, storage.store.clone());
+        let footers = Arc::new(
+            DefaultCache::new(config.metadata_cache_bytes).with_name("StrataParquetFooters"),
+        );
+        let trace_index = TraceIndex::new(storage.store.clone(), config.trace_index_bytes);
         Ok(Self {
             config,
             storage,
             stores,
+            footers,
+            trace_index,
         })
     }
 
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    pub fn trace_index(&self) -> &TraceIndex {
+        &self.trace_index
+    }
+
+    /// Where `tenant`'s files of `signal` are, as an object store path.
+    pub fn signal_path(
+        &self,
+        tenant: &str,
+        signal: Signal,
+    ) -> Result<object_store::path::Path, QueryError> {
+        strata_schema::envelope::validate_tenant(tenant)
+            .map_err(|e| QueryError::BadRequest(format!("tenant: {e}")))?;
+        Ok(self.storage.path(&layout::signal_dir(tenant, signal)))
     }
 
     /// A fresh read-only session over `tenant`'s tables.
@@ -57,6 +86,11 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.config.memory_limit_bytes, 1.0)
             .with_object_store_registry(self.stores.clone())
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(self.footers.clone()))
+                    .with_metadata_cache_limit(self.config.metadata_cache_bytes),
+            )
             .build_arc()
             .map_err(QueryError::from)?;
         let mut session_config = SessionConfig::new()

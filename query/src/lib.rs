@@ -41,6 +41,7 @@ pub fn app(config: QueryConfig) -> Result<axum::Router> {
         &mut registry.lock_registry(),
     ));
     let engine = Arc::new(engine::Engine::new(config)?);
+    engine.trace_index().register(&mut registry.lock_registry());
     let state = api::AppState { engine, metrics };
     Ok(api::router(state).merge(admin_router(registry, Arc::new(|| true))))
 }

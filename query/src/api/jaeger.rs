@@ -197,7 +197,8 @@ pub async fn find_traces(
     headers: HeaderMap,
 ) -> Answer {
     let p = params(raw);
-    let ctx = state.engine.session(state.tenant(&headers)?)?;
+    let tenant = state.tenant(&headers)?;
+    let ctx = state.engine.session(tenant)?;
     let timeout = state.engine.config().timeout();
     let ids: Vec<String> = p
         .iter()
@@ -215,7 +216,7 @@ pub async fn find_traces(
             .map(|t| t.trace_id)
             .collect()
     };
-    let traces = fetch::traces(&ctx, &ids, None, timeout).await?;
+    let traces = fetch::traces(&state.engine, tenant, &ids, None).await?;
     let data: Vec<Value> = traces.iter().map(|(id, rs)| trace_json(id, rs)).collect();
     let total = data.len();
     Ok(envelope(json!(data), total))
@@ -310,8 +311,7 @@ pub async fn trace(
         }),
         _ => None,
     };
-    let ctx = state.engine.session(state.tenant(&headers)?)?;
-    let (id, rs) = fetch::trace(&ctx, &id, hint, state.engine.config().timeout()).await?;
+    let (id, rs) = fetch::trace(&state.engine, state.tenant(&headers)?, &id, hint).await?;
     Ok(envelope(json!([trace_json(&id, &rs)]), 1))
 }
 

@@ -177,9 +177,7 @@ async fn load_trace(
     id: &str,
     params: &Params,
 ) -> Result<(String, Vec<ResourceSpans>), QueryError> {
-    let id = fetch::normalize_id(id)?;
-    let ctx = state.engine.session(state.tenant(headers)?)?;
-    fetch::trace(&ctx, &id, params.hint()?, state.engine.config().timeout()).await
+    fetch::trace(&state.engine, state.tenant(headers)?, id, params.hint()?).await
 }
 
 /// `GET /api/search`: TraceQL (`q`) or tag (`tags`, `minDuration`, `maxDuration`) search.

@@ -1,20 +1,18 @@
 //! Whole traces by id, assembled from every file that holds part of them, whichever
 //! collector wrote it.
 //!
-//! The lookup is a filter on `trace_id`; the Parquet files are sorted by trace id and carry a
-//! bloom filter on it, so DataFusion skips row groups by statistics and bloom filter. An
-//! optional time hint narrows the partitions read.
+//! The files, row groups and pages to read come from the [`TraceIndex`](super::index), which
+//! decides from memory; an optional time hint narrows the partitions listed.
 
 use std::collections::HashSet;
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
-use datafusion::prelude::SessionContext;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use strata_schema::{columns, hex_id};
+use strata_schema::{Signal, columns, hex_id};
 
-use super::filter::quote;
-use super::{TimeRange, run, strings};
+use super::{TimeRange, strings};
+use crate::engine::Engine;
 use crate::error::QueryError;
 
 /// A trace id as stored: 32 lowercase hex digits. Shorter hex ids (Jaeger's 64-bit ids) are
@@ -38,25 +36,19 @@ pub fn normalize_id(id: &str) -> Result<String, QueryError> {
 /// The traces `ids` (normalized), each as OTLP resource spans, in the order of `ids`; a trace
 /// with no stored spans is left out.
 pub async fn traces(
-    ctx: &SessionContext,
+    engine: &Engine,
+    tenant: &str,
     ids: &[String],
     hint: Option<TimeRange>,
-    timeout: std::time::Duration,
 ) -> Result<Vec<(String, Vec<ResourceSpans>)>, QueryError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let list: Vec<String> = ids.iter().map(|id| quote(id)).collect();
-    let mut sql = format!(
-        "SELECT * FROM spans WHERE {} IN ({})",
-        columns::TRACE_ID,
-        list.join(", ")
-    );
-    if let Some(range) = hint {
-        sql.push_str(" AND ");
-        sql.push_str(&range.sql());
-    }
-    let batches = run(ctx, &sql, timeout).await?;
+    let dir = engine.signal_path(tenant, Signal::Traces)?;
+    let timeout = engine.config().timeout();
+    let batches = tokio::time::timeout(timeout, engine.trace_index().spans(&dir, ids, hint))
+        .await
+        .map_err(|_| QueryError::Timeout(timeout))??;
     let mut out = Vec::new();
     for id in ids {
         let mut mine = Vec::new();
@@ -80,13 +72,13 @@ pub async fn traces(
 
 /// One trace by id; `NotFound` when no span of it is stored.
 pub async fn trace(
-    ctx: &SessionContext,
+    engine: &Engine,
+    tenant: &str,
     id: &str,
     hint: Option<TimeRange>,
-    timeout: std::time::Duration,
 ) -> Result<(String, Vec<ResourceSpans>), QueryError> {
     let id = normalize_id(id)?;
-    traces(ctx, std::slice::from_ref(&id), hint, timeout)
+    traces(engine, tenant, std::slice::from_ref(&id), hint)
         .await?
         .pop()
         .ok_or_else(|| QueryError::NotFound(format!("trace {id} not found")))

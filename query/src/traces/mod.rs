@@ -1,5 +1,5 @@
 //! Trace reading over the `spans` table, shared by the Tempo and Jaeger APIs and the web UI:
-//! whole traces by id ([`fetch`]), TraceQL ([`traceql`], [`filter`]) and search with true
+//! whole traces by id ([`fetch`] through the [`index`] of span files), TraceQL ([`traceql`], [`filter`]) and search with true
 //! roots and durations ([`search`], [`summary`]), tag names and values ([`tags`]).
 //!
 //! Invariants: every query is bounded by a time range on `start_time` that is also written on
@@ -8,7 +8,9 @@
 //! trace's spans may have started hours apart.
 
 pub mod fetch;
+mod file_reader;
 pub mod filter;
+pub mod index;
 pub mod search;
 pub mod summary;
 pub mod tags;
