@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod json;
+pub mod logs;
 pub mod metrics;
 pub mod promql;
 pub mod traces;

@@ -4,7 +4,8 @@
   same type;
 - every query of every dashboard runs against the query service and returns data: PromQL
   targets through /api/v1/query_range, TraceQL targets through /api/search, variables
-  through the label values API; the datasources' trace-to-metrics queries too.
+  through the label values API; the datasources' trace-to-metrics queries too, and their
+  trace-to-logs queries through the Loki API for a trace of the demo.
 
 Usage: check_dashboards.py --query http://127.0.0.1:3200 --root <repository>
 Prints one line per query and exits non-zero if anything failed.
@@ -63,10 +64,13 @@ def main():
     if not provisioned:
         sys.exit("no provisioned datasources")
     for name, ds in provisioned.items():
-        for link in ("serviceMap", "tracesToMetrics"):
+        for link in ("serviceMap", "tracesToMetrics", "tracesToLogsV2"):
             target = ds.get("jsonData", {}).get(link, {}).get("datasourceUid")
             if target and target not in provisioned:
                 failures.append(f"datasource {name}: {link} names unknown datasource {target}")
+        for field in ds.get("jsonData", {}).get("derivedFields", []):
+            if field.get("datasourceUid") not in provisioned:
+                failures.append(f"datasource {name}: derived field {field['name']} names unknown datasource")
 
     now = int(time.time())
     start = now - 15 * 60
@@ -136,6 +140,32 @@ def main():
         for q in ds.get("jsonData", {}).get("tracesToMetrics", {}).get("queries", []):
             expr = q["query"].replace("$$__tags", 'service="frontend"')
             promql_range(expr, f"datasource {name}: trace to metrics {q['name']!r}")
+
+    # The trace-to-logs links, for a trace that went through checkout.
+    q = '{ resource.service.name = "checkout" }'
+    traces = get(f"{args.query}/api/search?" + urllib.parse.urlencode(
+        {"q": q, "limit": 1, "start": start, "end": now}))["traces"]
+    if not traces:
+        failures.append(f"no trace to follow to its logs: {q}")
+    for name, ds in provisioned.items():
+        link = ds.get("jsonData", {}).get("tracesToLogsV2")
+        if not link or not traces:
+            continue
+        checked += 1
+        trace_id = traces[0]["traceID"]
+        expr = link["query"].replace("$${__trace.traceId}", trace_id)
+        url = f"{args.query}/loki/api/v1/query_range?" + urllib.parse.urlencode(
+            {"query": expr, "start": start * 10**9, "end": now * 10**9, "limit": 1000})
+        try:
+            streams = get(url)["data"]["result"]
+        except Exception as e:  # noqa: BLE001 - report and go on
+            failures.append(f"datasource {name}: trace to logs: {expr}: {e}")
+            continue
+        services = sorted({s["stream"].get("service_name", "") for s in streams})
+        lines = sum(len(s["values"]) for s in streams)
+        print(f"datasource {name}: trace to logs: {lines} lines from {services}: {expr}")
+        if lines == 0:
+            failures.append(f"datasource {name}: trace to logs: no lines: {expr}")
 
     print(f"{checked} queries checked, {len(failures)} failures")
     for f in failures:

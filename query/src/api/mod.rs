@@ -5,11 +5,14 @@
 //! - [`tempo`]: Tempo's API (`/api/traces/{id}`, `/api/v2/traces/{id}`, `/api/search`, tags,
 //!   `/api/echo`, `/api/status/buildinfo`) for Grafana's Tempo datasource
 //! - [`jaeger`]: Jaeger's query API under `/jaeger/api/` for Grafana's Jaeger datasource
+//! - [`loki`]: Loki's query API under `/loki/api/v1/` (log queries) for Grafana's Loki
+//!   datasource and trace-to-logs links
 //! - `/metrics` and `/ready` from the shared admin routes.
 //!
 //! Every request names its tenant in `X-Scope-OrgID` (default tenant otherwise).
 
 pub mod jaeger;
+pub mod loki;
 pub mod prom;
 pub mod sql;
 pub mod tempo;
@@ -85,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         .route("/jaeger/api/traces", get(jaeger::find_traces))
         .route("/jaeger/api/traces/{trace_id}", get(jaeger::trace))
         .route("/jaeger/api/dependencies", get(jaeger::dependencies))
+        .route("/loki/api/v1/query_range", get(loki::query_range))
+        .route("/loki/api/v1/query", get(loki::query))
+        .route("/loki/api/v1/labels", get(loki::labels))
+        .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

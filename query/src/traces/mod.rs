@@ -46,6 +46,11 @@ impl TimeRange {
 
     /// SQL predicate on `start_time` and the partition columns.
     pub fn sql(&self) -> String {
+        self.sql_on(columns::START_TIME)
+    }
+
+    /// SQL predicate on the time column `column` and the partition columns.
+    pub fn sql_on(&self, column: &str) -> String {
         let hour = |ns: i64| {
             DateTime::<Utc>::from_timestamp_nanos(ns)
                 .format("%Y-%m-%dT%H")
@@ -55,7 +60,7 @@ impl TimeRange {
             "concat(date, 'T', hour) BETWEEN '{}' AND '{}' AND {} BETWEEN {} AND {}",
             hour(self.start_ns),
             hour(self.end_ns),
-            columns::START_TIME,
+            column,
             timestamp(self.start_ns),
             timestamp(self.end_ns),
         )
