@@ -28,7 +28,7 @@ use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::cache::{Cache, CacheValue};
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -188,13 +188,13 @@ impl TraceIndex {
     ) -> Result<Vec<RecordBatch>, QueryError> {
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let files = self.list(dir, hint).await?;
-        let opened: Vec<Arc<SpanFile>> = stream::iter(files)
+        let opened: Vec<Option<Arc<SpanFile>>> = stream::iter(files)
             .map(|meta| self.open(meta))
             .buffer_unordered(CONCURRENCY)
             .try_collect()
             .await?;
         let mut reads = Vec::new();
-        for file in opened {
+        for file in opened.into_iter().flatten() {
             let groups: Vec<usize> = (0..file.groups.len())
                 .filter(|&g| ids.iter().any(|id| file.groups[g].admits(id)))
                 .collect();
@@ -246,26 +246,38 @@ impl TraceIndex {
             .collect())
     }
 
-    /// The index of one file, from the cache while the file is unchanged.
-    async fn open(&self, meta: ObjectMeta) -> Result<Arc<SpanFile>, QueryError> {
+    /// The index of one file, from the cache while the file is unchanged; `None` when the
+    /// file was deleted since it was listed (retention): its rows are gone anyway.
+    async fn open(&self, meta: ObjectMeta) -> Result<Option<Arc<SpanFile>>, QueryError> {
         if let Some(Entry(file)) = self.files.get(&meta.location)
             && file.meta.size == meta.size
             && file.meta.last_modified == meta.last_modified
         {
-            return Ok(file);
+            return Ok(Some(file));
         }
         let location = meta.location.clone();
-        let file = Arc::new(
-            load(self.store.clone(), meta)
-                .await
-                .map_err(|e| QueryError::Internal(format!("span file {location}: {e}")))?,
-        );
+        let file = match load(self.store.clone(), meta).await {
+            Ok(file) => Arc::new(file),
+            Err(e) if self.is_gone(&location).await => {
+                tracing::debug!("span file {location} deleted since listed: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(QueryError::Internal(format!("span file {location}: {e}"))),
+        };
         self.files.put(&location, Entry(file.clone()));
         self.metrics.files_loaded.inc();
         self.metrics
             .index_bytes
             .set(i64::try_from(self.files.memory_used()).unwrap_or(i64::MAX));
-        Ok(file)
+        Ok(Some(file))
+    }
+
+    /// Whether the file at `location` no longer exists.
+    async fn is_gone(&self, location: &Path) -> bool {
+        matches!(
+            self.store.head(location).await,
+            Err(object_store::Error::NotFound { .. })
+        )
     }
 
     /// The rows of `ids` in row groups `groups` of `file`, reading only their candidate pages.
@@ -286,6 +298,10 @@ impl TraceIndex {
                     .map(|r| r.start + offset..r.end + offset),
             );
             offset += group.rows;
+        }
+        if ranges.is_empty() {
+            // The row groups' bloom filters admitted an id that no page's range holds.
+            return Ok(Vec::new());
         }
         let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), offset);
         let wanted: HashSet<String> = ids.iter().map(|id| id.to_string()).collect();
@@ -313,10 +329,14 @@ impl TraceIndex {
                 .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
                 .build()
                 .map_err(|e| read_error(&file, e))?;
-        let batches: Vec<RecordBatch> = stream
-            .try_collect()
-            .await
-            .map_err(|e| read_error(&file, e))?;
+        let batches: Vec<RecordBatch> = match stream.try_collect().await {
+            Ok(batches) => batches,
+            Err(e) if self.is_gone(&file.meta.location).await => {
+                tracing::debug!("span file {} deleted since listed: {e}", file.meta.location);
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(read_error(&file, e)),
+        };
         Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
     }
 }
@@ -524,6 +544,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.iter().map(RecordBatch::num_rows).sum::<usize>(), 5);
+        let empty_hours = TimeRange {
+            start_ns: (HOUR + 5) * layout::HOUR_NANOS,
+            end_ns: (HOUR + 6) * layout::HOUR_NANOS,
+        };
+        let got = index
+            .spans(&dir, &[big[0].clone()], Some(empty_hours))
+            .await;
+        assert!(got.unwrap().is_empty());
 
         // A file replaced in place is indexed again.
         let mut with_first = other.clone();
@@ -532,6 +560,37 @@ mod tests {
         let got = index.spans(&dir, &[big[0].clone()], None).await.unwrap();
         assert_eq!(got.iter().map(RecordBatch::num_rows).sum::<usize>(), 8);
         assert_eq!(m.files_loaded.get(), 4);
+
+        // Files deleted after the listing (retention) are skipped, whether their index was
+        // cached (the read finds them gone) or not (the load does).
+        let listed = index.list(&dir, None).await.unwrap();
+        let fresh = write(root.path(), HOUR, &[big[0].clone()], 1);
+        let listed_again = index.list(&dir, None).await.unwrap();
+        assert_eq!(listed_again.len(), listed.len() + 1);
+        std::fs::remove_file(&third).unwrap();
+        std::fs::remove_file(&fresh).unwrap();
+        let opened: Vec<Option<Arc<SpanFile>>> = stream::iter(listed_again)
+            .then(|meta| index.open(meta))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            opened.iter().filter(|f| f.is_some()).count(),
+            3,
+            "cached ones"
+        );
+        let third_entry = opened
+            .into_iter()
+            .flatten()
+            .find(|f| {
+                f.meta
+                    .location
+                    .as_ref()
+                    .ends_with(third.file_name().unwrap().to_str().unwrap())
+            })
+            .unwrap();
+        let read = index.read(third_entry, vec![0], &[big[0].as_str()]).await;
+        assert!(read.unwrap().is_empty());
     }
 
     #[test]
