@@ -74,15 +74,13 @@ impl Engine {
         tenant: &str,
         signal: Signal,
     ) -> Result<object_store::path::Path, QueryError> {
-        strata_schema::envelope::validate_tenant(tenant)
-            .map_err(|e| QueryError::BadRequest(format!("tenant: {e}")))?;
+        check_tenant(tenant)?;
         Ok(self.storage.path(&layout::signal_dir(tenant, signal)))
     }
 
     /// A fresh read-only session over `tenant`'s tables.
     pub fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
-        strata_schema::envelope::validate_tenant(tenant)
-            .map_err(|e| QueryError::BadRequest(format!("tenant: {e}")))?;
+        check_tenant(tenant)?;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.config.memory_limit_bytes, 1.0)
             .with_object_store_registry(self.stores.clone())
@@ -154,4 +152,10 @@ impl Engine {
         }
         Ok((schema, batches))
     }
+}
+
+/// Refuses a tenant name that cannot be a storage path segment.
+fn check_tenant(tenant: &str) -> Result<(), QueryError> {
+    strata_schema::envelope::validate_tenant(tenant)
+        .map_err(|e| QueryError::BadRequest(format!("tenant: {e}")))
 }

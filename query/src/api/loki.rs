@@ -42,6 +42,7 @@ const DEFAULT_RANGE_NS: i64 = 3_600_000_000_000;
 fn parse_time(value: &str) -> Result<i64, String> {
     if value.contains('.')
         && let Ok(s) = value.parse::<f64>()
+        && s.is_finite()
     {
         return Ok((s.trunc() as i64)
             .saturating_mul(1_000_000_000)
@@ -283,5 +284,9 @@ mod tests {
             1_700_000_000_000_000_000
         );
         assert!(parse_time("yesterday").is_err());
+        assert!(
+            parse_time("1.5e400").is_err(),
+            "an infinite time is refused"
+        );
     }
 }
