@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use strata_agent::AgentConfig;
 use strata_collector::CollectorConfig;
+use strata_compactor::{CompactorConfig, HumanDuration};
 use strata_query::QueryConfig;
 
 use crate::config::Config;
@@ -30,6 +31,68 @@ pub enum Command {
     Collector(CollectorArgs),
     /// The query service: SQL and trace lookups over the Parquet files.
     Query(QueryArgs),
+    /// The compactor: merges closed hours into large files, applies retention, deletes garbage.
+    Compactor(CompactorArgs),
+    /// One compaction, retention and garbage-collection pass over a storage, then exit.
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompactorArgs {
+    /// Parquet storage: a path, file:// or s3:// URL.
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Local state directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listen address (/metrics, /ready).
+    #[arg(long)]
+    pub http: Option<String>,
+}
+
+impl CompactorArgs {
+    pub fn apply(self, mut c: CompactorConfig) -> CompactorConfig {
+        set(&mut c.storage, self.storage);
+        set(&mut c.data_dir, self.data_dir);
+        set(&mut c.http, self.http);
+        c
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    /// Parquet storage: a path, file:// or s3:// URL.
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Run one pass and exit (the only mode of `compact`; `strata compactor` runs passes on
+    /// an interval).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// Keep every signal of every tenant this long (like `7d`, `36h`), instead of the
+    /// configured retention.
+    #[arg(long)]
+    pub retention: Option<HumanDuration>,
+    /// Delete compacted inputs this long after their commit (`0s`: in this pass).
+    #[arg(long)]
+    pub delete_delay: Option<HumanDuration>,
+    /// Compact hours closed this long ago.
+    #[arg(long)]
+    pub grace: Option<HumanDuration>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CompactArgs {
+    pub fn apply(self, mut c: CompactorConfig) -> anyhow::Result<CompactorConfig> {
+        set(&mut c.storage, self.storage);
+        if let Some(r) = self.retention {
+            c.retention = strata_compactor::config::RetentionConfig::everything(r.0);
+        }
+        set(&mut c.delete_delay, self.delete_delay);
+        set(&mut c.grace, self.grace);
+        Ok(c)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -156,24 +219,34 @@ pub struct StandaloneArgs {
     /// Tail the files matching GLOB as plain lines (repeatable; one source for all of them).
     #[arg(long = "tail", value_name = "GLOB")]
     pub tail: Vec<String>,
+    /// Compactor HTTP address (/metrics, /ready); none unless given.
+    #[arg(long)]
+    pub compactor_http: Option<String>,
 }
 
 impl StandaloneArgs {
-    /// One agent feeding one collector over loopback; storage shared with the query service.
-    pub fn apply(self, c: Config) -> (AgentConfig, CollectorConfig, QueryConfig) {
+    /// One agent feeding one collector over loopback; storage shared with the query service
+    /// and the compactor.
+    pub fn apply(self, c: Config) -> (AgentConfig, CollectorConfig, QueryConfig, CompactorConfig) {
         let Config {
             mut agent,
             mut collector,
             mut query,
+            mut compactor,
         } = c;
         if let Some(base) = &self.data_dir {
             agent.data_dir = base.join("agent");
             collector.data_dir = base.join("collector");
             query.data_dir = base.join("query");
+            compactor.data_dir = base.join("compactor");
             collector.storage = base.join("storage").display().to_string();
         }
         set(&mut collector.storage, self.storage);
         query.storage = collector.storage.clone();
+        query.s3 = collector.s3.clone();
+        compactor.storage = collector.storage.clone();
+        compactor.s3 = collector.s3.clone();
+        compactor.http = self.compactor_http.unwrap_or_default();
         set(&mut agent.otlp_grpc, self.otlp_grpc);
         set(&mut agent.otlp_http, self.otlp_http);
         set(&mut query.http, self.http);
@@ -181,7 +254,7 @@ impl StandaloneArgs {
         set(&mut collector.http, self.collector_http);
         agent.collectors = vec![loopback(&collector.flight)];
         add_tail(&mut agent, self.tail);
-        (agent, collector, query)
+        (agent, collector, query, compactor)
     }
 }
 
@@ -250,7 +323,7 @@ mod tests {
         let Some(Command::Standalone(args)) = cli.command else {
             panic!("not standalone")
         };
-        let (agent, _, _) = args.apply(Config::default());
+        let (agent, _, _, _) = args.apply(Config::default());
         assert_eq!(agent.files.len(), 1);
         assert_eq!(agent.files[0].include, ["/var/log/*.log", "/srv/app/*.log"]);
         agent.validate().unwrap();

@@ -7,6 +7,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use strata_agent::AgentConfig;
 use strata_collector::CollectorConfig;
+use strata_compactor::CompactorConfig;
 use strata_query::QueryConfig;
 
 /// The whole configuration file. Every role reads its own table; `standalone` reads all three.
@@ -19,10 +20,12 @@ pub struct Config {
     pub collector: CollectorConfig,
     /// The query service.
     pub query: QueryConfig,
+    /// The compactor.
+    pub compactor: CompactorConfig,
 }
 
 /// Loads the configuration: defaults, then `file` (which must exist when given), then
-/// `STRATA_AGENT__*`, `STRATA_COLLECTOR__*` and `STRATA_QUERY__*` variables
+/// `STRATA_AGENT__*`, `STRATA_COLLECTOR__*`, `STRATA_QUERY__*` and `STRATA_COMPACTOR__*` variables
 /// (e.g. `STRATA_COLLECTOR__FLUSH_MAX_AGE_MS=500`).
 pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -36,7 +39,7 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         Env::prefixed("STRATA_")
             .filter(|k| {
                 let k = k.as_str().to_ascii_lowercase();
-                ["agent__", "collector__", "query__"]
+                ["agent__", "collector__", "query__", "compactor__"]
                     .iter()
                     .any(|p| k.starts_with(p))
             })
@@ -56,7 +59,19 @@ mod tests {
         c.agent.validate().unwrap();
         c.collector.validate().unwrap();
         c.query.validate().unwrap();
+        c.compactor.validate().unwrap();
         assert_eq!(c.agent.otlp_grpc, "0.0.0.0:4317");
+        // Every compactor setting is written out in the example.
+        assert_eq!(
+            toml_keys(&path, "compactor"),
+            serde_json::to_value(strata_compactor::CompactorConfig::default())
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+        );
         assert_eq!(c.agent.files.len(), 2);
         assert!(c.agent.files[1].multiline.is_some());
     }
@@ -82,6 +97,38 @@ mod tests {
         c.agent.validate().unwrap();
         assert_eq!(c.agent.files.len(), 1);
         assert_eq!(c.agent.files[0].include, ["/var/log/pods/*/*/*.log"]);
+    }
+
+    /// The keys of table `[table]` (and of `[table.x]` sub-tables) in a TOML file, read as text.
+    fn toml_keys(path: &Path, table: &str) -> std::collections::BTreeSet<String> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut keys = std::collections::BTreeSet::new();
+        let mut inside = false;
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                inside = name == table || name.starts_with(&format!("{table}."));
+                if let Some(sub) = name.strip_prefix(&format!("{table}.")) {
+                    keys.insert(sub.split('.').next().unwrap().to_string());
+                }
+                continue;
+            }
+            if inside
+                && !line.starts_with('#')
+                && let Some((k, _)) = line.split_once(" = ")
+            {
+                keys.insert(k.to_string());
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn compactor_settings_come_from_the_environment() {
+        // SAFETY: no other test of this binary reads or writes this variable.
+        unsafe { std::env::set_var("STRATA_COMPACTOR__DELETE_DELAY", "36h") };
+        let c = load(None).unwrap();
+        unsafe { std::env::remove_var("STRATA_COMPACTOR__DELETE_DELAY") };
+        assert_eq!(c.compactor.delete_delay.to_string(), "36h");
     }
 
     #[test]

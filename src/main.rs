@@ -1,7 +1,9 @@
 //! `strata`: one binary, four roles.
 //!
-//! - `strata standalone`: agent + collector + query in one process, local directory storage.
-//! - `strata agent | collector | query`: one role each, for a cluster.
+//! - `strata standalone`: agent + collector + query + compactor in one process, local
+//!   directory storage.
+//! - `strata agent | collector | query | compactor`: one role each, for a cluster.
+//! - `strata compact --once`: one compaction, retention and garbage-collection pass.
 //!
 //! Configuration is layered: built-in defaults, then the TOML file given with `--config`, then
 //! `STRATA_<ROLE>__<FIELD>` environment variables, then command-line flags.
@@ -67,25 +69,82 @@ async fn run(cli: &Cli, command: Command) -> anyhow::Result<()> {
             let cfg = args.apply(config.query);
             strata_query::run(cfg, shutdown).await?;
         }
+        Command::Compactor(args) => {
+            let cfg = args.apply(config.compactor);
+            strata_compactor::run(cfg, shutdown).await?;
+        }
+        Command::Compact(args) => {
+            let json = args.json;
+            let cfg = args.apply(config.compactor)?;
+            let report = strata_compactor::run_once(&cfg).await?;
+            print_report(&report, json);
+            if !report.errors.is_empty() {
+                anyhow::bail!("the pass had {} error(s)", report.errors.len());
+            }
+        }
         Command::Standalone(args) => {
-            let (agent, collector, query) = args.apply(config);
-            standalone(agent, collector, query, shutdown).await?;
+            let (agent, collector, query, compactor) = args.apply(config);
+            standalone(agent, collector, query, compactor, shutdown).await?;
         }
     }
     Ok(())
 }
 
-/// Runs the three roles in one process. Shutdown is ordered: the agent stops accepting and
+/// What `strata compact --once` prints.
+fn print_report(r: &strata_compactor::Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    println!(
+        "compacted {} partitions: {} files ({} bytes) -> {} files ({} bytes); {} rows in, {} rows out, {} duplicates dropped",
+        r.partitions,
+        r.files_in,
+        r.bytes_in,
+        r.files_out,
+        r.bytes_out,
+        r.rows_in,
+        r.rows_out,
+        r.duplicates
+    );
+    println!(
+        "retention: {} partitions, {} files made invisible",
+        r.retention_partitions, r.retention_files
+    );
+    println!(
+        "deleted: {} compacted inputs, {} orphaned outputs, {} commit records; {} conflicts, {} files skipped, {} partitions still pending",
+        r.deleted_inputs,
+        r.deleted_orphans,
+        r.deleted_records,
+        r.conflicts,
+        r.skipped_files,
+        r.pending_partitions
+    );
+    for e in &r.errors {
+        println!("error: {e}");
+    }
+}
+
+/// Runs the four roles in one process. Shutdown is ordered: the agent stops accepting and
 /// ships what it holds to the collector, then the collector writes its buffers, then the query
-/// service stops. A role that fails stops the others.
+/// service and the compactor stop. A role that fails stops the others.
 async fn standalone(
     agent: strata_agent::AgentConfig,
     collector: strata_collector::CollectorConfig,
     query: strata_query::QueryConfig,
+    compactor: strata_compactor::CompactorConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let collector_stop = CancellationToken::new();
     let query_stop = CancellationToken::new();
+    let compactor_task = tokio::spawn({
+        let (stop, all) = (query_stop.clone(), shutdown.clone());
+        async move {
+            let r = strata_compactor::run(compactor, stop).await;
+            all.cancel();
+            r
+        }
+    });
     let collector_task = tokio::spawn({
         let (stop, all) = (collector_stop.clone(), shutdown.clone());
         async move {
@@ -108,9 +167,11 @@ async fn standalone(
     let collector_result = collector_task.await?;
     query_stop.cancel();
     let query_result = query_task.await?;
+    let compactor_result = compactor_task.await?;
     agent_result?;
     collector_result?;
     query_result?;
+    compactor_result?;
     Ok(())
 }
 

@@ -27,7 +27,6 @@ pub mod discovery;
 pub mod ingest;
 pub mod metrics;
 pub mod ring;
-pub mod serve;
 pub mod shipper;
 pub mod sources;
 
@@ -45,17 +44,8 @@ pub enum Error {
     Config(String),
     #[error("cannot open the agent buffer: {0}")]
     Buffer(String),
-    #[error("cannot bind {what} on {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("{what} server failed: {source}")]
-    Serve {
-        what: &'static str,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    #[error(transparent)]
+    Server(#[from] strata_server::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -121,8 +111,8 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         );
     }
     scrape_tasks.close();
-    let grpc = serve::bind("OTLP/gRPC", &config.otlp_grpc).await?;
-    let http = serve::bind("OTLP/HTTP", &config.otlp_http).await?;
+    let grpc = strata_server::bind("OTLP/gRPC", &config.otlp_grpc).await?;
+    let http = strata_server::bind("OTLP/HTTP", &config.otlp_http).await?;
     info!(
         agent_id = %config.id,
         otlp_grpc = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -130,10 +120,9 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         "agent listening"
     );
     let ready = shipper.clone();
-    let http_app = sources::otlp::http::router(receiver.clone()).merge(serve::admin_router(
-        registry.clone(),
-        Arc::new(move || ready.is_ready()),
-    ));
+    let http_app = sources::otlp::http::router(receiver.clone()).merge(
+        strata_server::admin_router(registry.clone(), Arc::new(move || ready.is_ready())),
+    );
 
     // Stop accepting first; then the shipper drains what was accepted.
     let accept_stop = shutdown.clone();
@@ -142,9 +131,14 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         grpc,
         accept_stop.clone().cancelled_owned(),
     ));
-    let http_task = tokio::spawn(serve::serve_http("OTLP/HTTP", http, http_app, accept_stop));
+    let http_task = tokio::spawn(strata_server::serve_http(
+        "OTLP/HTTP",
+        http,
+        http_app,
+        accept_stop,
+    ));
     let grpc_result = grpc_task.await;
-    let http_result = http_task.await;
+    let http_result = http_task.await.map(|r| r.map_err(Error::from));
     scrape_tasks.wait().await;
     shipper.drain().await;
     // Acknowledgements that came during the drain are in; the file sources write their
@@ -155,10 +149,11 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         match result {
             Ok(r) => r?,
             Err(join) => {
-                return Err(Error::Serve {
+                return Err(strata_server::Error::Serve {
                     what: "agent",
                     source: Box::new(join),
-                });
+                }
+                .into());
             }
         }
     }

@@ -1,37 +1,10 @@
 //! The agent's own metrics, registered on an explicit registry and served at `/metrics`.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-
-/// Label set used by every family here: a short list of (name, value) pairs.
-pub type Labels = Vec<(&'static str, String)>;
-
-/// A registry shared between the components of one role and its `/metrics` handler.
-#[derive(Clone, Default)]
-pub struct SharedRegistry(Arc<Mutex<Registry>>);
-
-impl SharedRegistry {
-    pub fn lock_registry(&self) -> MutexGuard<'_, Registry> {
-        // A poisoned registry only means a panic elsewhere; the data is still usable.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Encoding into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.lock_registry());
-        out
-    }
-}
-
-pub fn new_registry() -> SharedRegistry {
-    SharedRegistry::default()
-}
+pub use strata_server::{Labels, SharedRegistry, new_registry};
 
 /// Shipping-side metrics of the agent.
 pub struct AgentMetrics {

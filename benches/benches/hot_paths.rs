@@ -23,8 +23,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use futures::TryStreamExt;
 use prost::Message;
 use strata_bench::{logs, metrics, traces};
-use strata_collector::persist::parquet::{ParquetOptions, encode};
 use strata_schema::Signal;
+use strata_storage::format::{ParquetOptions, encode};
 
 fn trace_shape() -> traces::TraceShape {
     traces::TraceShape {
@@ -127,7 +127,7 @@ fn arrow_to_parquet(c: &mut Criterion) {
     ];
     for (name, signal, batches) in cases {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let (bytes, _) = encode(signal, &batches, &[], options).expect("encode");
+        let (bytes, _) = encode(signal, &batches, Vec::new(), options).expect("encode");
         println!(
             "arrow_to_parquet/{name}: {rows} rows -> {} bytes, {:.1} bytes per row",
             bytes.len(),
@@ -135,7 +135,7 @@ fn arrow_to_parquet(c: &mut Criterion) {
         );
         g.throughput(Throughput::Elements(rows as u64));
         g.bench_function(name, |b| {
-            b.iter(|| encode(signal, black_box(&batches), &[], options).expect("encode"))
+            b.iter(|| encode(signal, black_box(&batches), Vec::new(), options).expect("encode"))
         });
     }
     g.finish();
@@ -234,15 +234,15 @@ fn trace_lookup(c: &mut Criterion) {
     let (bytes, _) = encode(
         Signal::Traces,
         &batches,
-        &[],
+        Vec::new(),
         ParquetOptions {
             row_group_rows: 128 * 1024,
             zstd_level: 3,
         },
     )
     .expect("encode");
-    let hour = strata_collector::layout::hour_of(strata_bench::rng::now_nanos() as i64);
-    let path = dir.path().join(strata_collector::layout::file_path(
+    let hour = strata_storage::layout::hour_of(strata_bench::rng::now_nanos() as i64);
+    let path = dir.path().join(strata_storage::layout::file_path(
         strata_schema::DEFAULT_TENANT,
         Signal::Traces,
         hour,

@@ -21,7 +21,7 @@ use arrow::datatypes::TimestampNanosecondType;
 use arrow::record_batch::RecordBatch;
 use strata_schema::Signal;
 
-use crate::layout::hour_of;
+use strata_storage::layout::hour_of;
 
 /// Why a batch was not appended.
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +307,7 @@ mod tests {
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 
     use super::*;
-    use crate::layout::HOUR_NANOS;
+    use strata_storage::layout::HOUR_NANOS;
 
     fn logs(times: &[i64]) -> RecordBatch {
         strata_schema::logs::to_batch(&[ResourceLogs {

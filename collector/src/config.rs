@@ -18,6 +18,8 @@ pub struct CollectorConfig {
     /// Where Parquet files go: a path, `file://` or `s3://bucket/prefix` URL, shared by all
     /// collectors and the query service.
     pub storage: String,
+    /// Endpoint, region, credentials and addressing style of an `s3://` storage.
+    pub s3: strata_storage::S3Options,
     /// Arrow Flight listen address, for agents.
     pub flight: String,
     /// HTTP listen address for `/metrics` and `/ready`.
@@ -55,6 +57,7 @@ impl Default for CollectorConfig {
             id: "collector-0".into(),
             data_dir: PathBuf::from("data/collector"),
             storage: "data/storage".into(),
+            s3: Default::default(),
             flight: "0.0.0.0:4320".into(),
             http: "0.0.0.0:4321".into(),
             otlp_grpc: None,

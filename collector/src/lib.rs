@@ -6,7 +6,7 @@
 //! key ([`dedup`]) and made durable in the write-ahead log ([`wal`], the `strata-wal` crate) before it is acknowledged.
 //! Rows wait in the [`buffer`] per (tenant, signal, UTC hour) until a size or age threshold,
 //! then [`persist`] writes each partition as one sorted, zstd-compressed Parquet file to
-//! [`storage`] under the Hive-style [`layout`].
+//! storage ([`strata_storage`]: its layout, object store and format).
 //!
 //! Shutdown is ordered: stop accepting (servers drain in-flight requests), then write every
 //! buffered partition, then return.
@@ -16,12 +16,10 @@ pub mod config;
 pub mod dedup;
 pub mod flight;
 pub mod ingest;
-pub mod layout;
 pub mod metrics;
 pub mod persist;
 pub mod persisted;
 pub mod spanmetrics;
-pub mod storage;
 pub mod store;
 /// The write-ahead log, shared with the agent's disk buffer.
 pub use strata_wal as wal;
@@ -30,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use strata_agent::serve::{admin_router, bind, serve_http};
 use strata_agent::sources::otlp::{OtlpMetrics, OtlpReceiver};
+use strata_server::{admin_router, bind, serve_http};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tracing::info;
@@ -46,9 +44,11 @@ pub enum Error {
     #[error("invalid collector configuration: {0}")]
     Config(String),
     #[error(transparent)]
-    Storage(#[from] storage::StorageError),
+    Storage(#[from] strata_storage::StorageError),
     #[error(transparent)]
-    Server(#[from] strata_agent::Error),
+    Server(#[from] strata_server::Error),
+    #[error(transparent)]
+    Receiver(#[from] strata_agent::Error),
     #[error("Flight server failed: {0}")]
     Flight(#[from] tonic::transport::Error),
     #[error("task failed: {0}")]
@@ -60,10 +60,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs a collector until `shutdown` is cancelled, then persists everything it accepted.
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<()> {
     config.validate().map_err(Error::Config)?;
-    let storage = storage::Storage::open(&config.storage)?;
+    let storage = strata_storage::Storage::open(&config.storage, &config.s3)?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
-    let registry = strata_agent::metrics::new_registry();
+    let registry = strata_server::new_registry();
     let metrics = Arc::new(metrics::CollectorMetrics::register(
         &mut registry.lock_registry(),
     ));
@@ -102,7 +102,7 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
             max_bytes: config.flush_max_bytes,
             max_age: config.flush_max_age(),
         },
-        options: persist::parquet::ParquetOptions {
+        options: strata_storage::format::ParquetOptions {
             row_group_rows: config.row_group_rows,
             zstd_level: config.zstd_level,
         },

@@ -4,7 +4,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use strata_agent::metrics::Labels;
+use strata_server::Labels;
 
 pub struct CollectorMetrics {
     /// Flight `DoPut` batches by outcome (`ok`, `invalid`, `overloaded`).

@@ -1,10 +1,10 @@
 //! Which WAL entries are already in storage.
 //!
-//! Every Parquet file a collector writes names, in its key-value metadata under
-//! [`METADATA_KEY`], the WAL entries its rows came from (as ranges: `1-5,9,12-14`). A crash
-//! after a file was written but before the WAL was cut would otherwise replay those rows into
-//! a second file; recovery reads the footers of this collector's files in the partitions that
-//! replayed entries fall in, and skips what is already there.
+//! Every Parquet file a collector writes names, in its key-value metadata, the WAL entries its
+//! rows came from ([`wal_entries`]). A crash after a file was written but before the WAL was
+//! cut would otherwise replay those rows into a second file; recovery reads the footers of
+//! this collector's files, and of the compactor's outputs (which carry the entries of their
+//! inputs), in the partitions that replayed entries fall in, and skips what is already there.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,56 +13,16 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::storage::Storage;
+use strata_storage::Storage;
+use strata_storage::format::wal_entries;
+use strata_storage::layout;
 
-/// Key-value metadata key of a file's WAL entries.
-pub const METADATA_KEY: &str = "strata.wal_entries";
+/// Key-value metadata key of a collector file's WAL entries.
+pub const METADATA_KEY: &str = wal_entries::KEY;
 
 /// Encodes entry ids as sorted ranges.
 pub fn encode(entries: &[u64]) -> String {
-    let mut ids = entries.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < ids.len() {
-        let start = ids[i];
-        let mut end = start;
-        while i + 1 < ids.len() && ids[i + 1] == end + 1 {
-            i += 1;
-            end = ids[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}-{end}"));
-        }
-        i += 1;
-    }
-    out
-}
-
-/// Decodes [`encode`]'s output; `None` if it is malformed.
-pub fn decode(s: &str) -> Option<HashSet<u64>> {
-    let mut out = HashSet::new();
-    for part in s.split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-                if b < a || b - a > 1 << 40 {
-                    return None;
-                }
-                out.extend(a..=b);
-            }
-            None => {
-                out.insert(part.parse().ok()?);
-            }
-        }
-    }
-    Some(out)
+    wal_entries::encode(entries)
 }
 
 /// Reads the entries recorded in `collector`'s files under each partition directory (relative
@@ -81,11 +41,14 @@ pub async fn scan(
             let Some(name) = meta.location.filename() else {
                 continue;
             };
-            if !crate::layout::is_file_of(name, collector) {
+            if !layout::is_file_of(name, collector) && !layout::is_compacted(name) {
                 continue;
             }
-            match footer_entries(storage.store.as_ref(), &meta.location, meta.size).await {
+            match footer_entries(storage.store.as_ref(), &meta.location, meta.size, collector).await
+            {
                 Some(ids) => persisted.extend(ids),
+                // An output that holds none of this collector's rows.
+                None if layout::is_compacted(name) => {}
                 None => {
                     tracing::warn!(file = %meta.location, "no readable WAL entries in footer; its rows will be replayed");
                 }
@@ -98,7 +61,12 @@ pub async fn scan(
 
 /// The WAL entries named in a Parquet file's footer, reading only the footer: the last 8
 /// bytes (metadata length + `PAR1`), then the metadata.
-async fn footer_entries(store: &dyn ObjectStore, path: &Path, size: u64) -> Option<HashSet<u64>> {
+async fn footer_entries(
+    store: &dyn ObjectStore,
+    path: &Path,
+    size: u64,
+    collector: &str,
+) -> Option<HashSet<u64>> {
     if size < 12 {
         return None;
     }
@@ -113,26 +81,5 @@ async fn footer_entries(store: &dyn ObjectStore, path: &Path, size: u64) -> Opti
     let footer = store.get_range(path, size - 8 - len..size - 8).await.ok()?;
     let metadata = ParquetMetaDataReader::decode_metadata(&footer).ok()?;
     let kv = metadata.file_metadata().key_value_metadata()?;
-    kv.iter()
-        .find(|k| k.key == METADATA_KEY)
-        .and_then(|k| k.value.as_deref())
-        .and_then(decode)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_round_trip() {
-        let ids = [9u64, 1, 2, 3, 5, 12, 13, 14, 3];
-        let s = encode(&ids);
-        assert_eq!(s, "1-3,5,9,12-14");
-        let back = decode(&s).unwrap();
-        assert_eq!(back, ids.iter().copied().collect());
-        assert_eq!(decode(""), Some(HashSet::new()));
-        assert!(decode("3-1").is_none());
-        assert!(decode("x").is_none());
-        assert!(decode(&format!("0-{}", u64::MAX)).is_none());
-    }
+    wal_entries::of_collector(path.filename()?, kv, collector)
 }

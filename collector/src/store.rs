@@ -23,11 +23,11 @@ use tracing::{info, warn};
 
 use crate::buffer::{Buffer, BufferError};
 use crate::dedup::{self, Claim, Dedup};
-use crate::layout;
 use crate::metrics::CollectorMetrics;
 use crate::spanmetrics::SpanMetrics;
-use crate::storage::Storage;
 use crate::wal::{Wal, WalError, entry};
+use strata_storage::Storage;
+use strata_storage::layout;
 
 /// Why a batch was not accepted: the same classification for the wire as every receiver's.
 pub use strata_agent::ingest::IngestError as AcceptError;

@@ -13,6 +13,12 @@ pub struct QueryConfig {
     pub http: String,
     /// Where the collectors write Parquet: a path, `file://` or `s3://` URL.
     pub storage: String,
+    /// Endpoint, region, credentials and addressing style of an `s3://` storage.
+    pub s3: strata_storage::S3Options,
+    /// A query may use a list of a signal's live files this old (milliseconds) instead of
+    /// listing storage again; new files become visible within this bound. Keep it well below
+    /// the compactor's `delete_delay`.
+    pub live_files_max_staleness_ms: u64,
     /// Local state of the query service (spill files).
     pub data_dir: std::path::PathBuf,
     /// Tenant of requests without an `X-Scope-OrgID` header.
@@ -42,6 +48,8 @@ impl Default for QueryConfig {
         Self {
             http: "0.0.0.0:3200".into(),
             storage: "data/storage".into(),
+            s3: Default::default(),
+            live_files_max_staleness_ms: 1000,
             data_dir: "data/query".into(),
             default_tenant: strata_schema::envelope::DEFAULT_TENANT.into(),
             timeout_ms: 30_000,
@@ -71,6 +79,10 @@ impl QueryConfig {
             );
         }
         Ok(())
+    }
+
+    pub fn live_files_max_staleness(&self) -> Duration {
+        Duration::from_millis(self.live_files_max_staleness_ms)
     }
 
     pub fn timeout(&self) -> Duration {

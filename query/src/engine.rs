@@ -2,8 +2,10 @@
 //!
 //! Tables `spans`, `logs` and `metrics` are listing tables over
 //! `tenant=<t>/signal=<s>/` with the partition columns `date` and `hour`, using the schema
-//! from `strata-schema` (no inference, so a tenant without files yet is simply empty). Files
-//! are listed on every query, so new files are visible as soon as they are written.
+//! from `strata-schema` (no inference, so a tenant without files yet is simply empty).
+//! DataFusion lists through [`LiveStore`]: it sees each signal's live files only (never a
+//! compaction's inputs and outputs at once), from a snapshot at most
+//! `live_files_max_staleness_ms` old, so new files show up within that bound.
 //!
 //! Sessions share one cache of Parquet footers, checked against each file's size and
 //! modification time, and trace lookups go through the shared [`TraceIndex`].
@@ -25,12 +27,14 @@ use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use strata_collector::layout;
-use strata_collector::storage::Storage;
 use strata_schema::Signal;
+use strata_storage::Storage;
+use strata_storage::layout;
+use strata_storage::live::LiveFiles;
 
 use crate::config::QueryConfig;
 use crate::error::QueryError;
+use crate::live_store::LiveStore;
 use crate::traces::index::TraceIndex;
 
 pub struct Engine {
@@ -43,14 +47,21 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: QueryConfig) -> Result<Self, QueryError> {
-        let storage =
-            Storage::open(&config.storage).map_err(|e| QueryError::Internal(e.to_string()))?;
+        let storage = Storage::open(&config.storage, &config.s3)
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let live = Arc::new(LiveFiles::new(
+            storage.store.clone(),
+            config.live_files_max_staleness(),
+        ));
         let stores = Arc::new(DefaultObjectStoreRegistry::new());
-        stores.register_store(&storage.store_url, storage.store.clone());
+        stores.register_store(
+            &storage.store_url,
+            Arc::new(LiveStore::new(storage.store.clone(), live.clone())),
+        );
         let footers = Arc::new(
             DefaultCache::new(config.metadata_cache_bytes).with_name("StrataParquetFooters"),
         );
-        let trace_index = TraceIndex::new(storage.store.clone(), config.trace_index_bytes);
+        let trace_index = TraceIndex::new(storage.store.clone(), live, config.trace_index_bytes);
         Ok(Self {
             config,
             storage,
@@ -127,18 +138,31 @@ impl Engine {
         tenant: &str,
         sql: &str,
     ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), QueryError> {
-        let ctx = self.session(tenant)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
         let run = async {
-            let df = ctx.sql_with_options(sql, options).await?;
-            let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let limit = self.config.max_result_rows;
-            // Ask for one row more than allowed, to tell "exactly the limit" from "too many".
-            let batches = df.limit(0, Some(limit + 1))?.collect().await?;
-            Ok::<_, DataFusionError>((schema, batches))
+            // A file of the snapshot deleted since (its compaction's `delete_delay` was shorter
+            // than the snapshot's age): the store dropped the snapshot; run once more on a
+            // fresh one.
+            let mut retried = false;
+            loop {
+                let ctx = self.session(tenant)?;
+                let attempt = async {
+                    let df = ctx.sql_with_options(sql, options).await?;
+                    let schema: arrow::datatypes::SchemaRef =
+                        Arc::new(df.schema().as_arrow().clone());
+                    let limit = self.config.max_result_rows;
+                    // Ask for one row more than allowed, to tell "exactly the limit" from "too many".
+                    let batches = df.limit(0, Some(limit + 1))?.collect().await?;
+                    Ok::<_, DataFusionError>((schema, batches))
+                };
+                match attempt.await {
+                    Err(e) if !retried && crate::live_store::is_not_found(&e) => retried = true,
+                    r => return r.map_err(QueryError::from),
+                }
+            }
         };
         let (schema, batches) = tokio::time::timeout(self.config.timeout(), run)
             .await

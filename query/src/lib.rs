@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod json;
+mod live_store;
 pub mod logs;
 pub mod metrics;
 pub mod promql;
@@ -16,7 +17,7 @@ pub mod ui;
 
 use std::sync::Arc;
 
-use strata_agent::serve::{admin_router, bind, serve_http};
+use strata_server::{admin_router, bind, serve_http};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -29,7 +30,7 @@ pub enum Error {
     #[error(transparent)]
     Query(#[from] error::QueryError),
     #[error(transparent)]
-    Server(#[from] strata_agent::Error),
+    Server(#[from] strata_server::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -37,7 +38,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The complete HTTP app of the query service (API plus `/metrics` and `/ready`).
 pub fn app(config: QueryConfig) -> Result<axum::Router> {
     config.validate().map_err(Error::Config)?;
-    let registry = strata_agent::metrics::new_registry();
+    let registry = strata_server::new_registry();
     let metrics = Arc::new(metrics::QueryMetrics::register(
         &mut registry.lock_registry(),
     ));

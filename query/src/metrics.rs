@@ -6,7 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use strata_agent::metrics::Labels;
+use strata_server::Labels;
 
 pub struct QueryMetrics {
     /// Requests by route and HTTP status.

@@ -8,10 +8,10 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde_json::Value;
-use strata_collector::layout::{self, HOUR_NANOS};
-use strata_collector::persist::parquet::{ParquetOptions, encode};
 use strata_query::{QueryConfig, app};
 use strata_schema::Signal;
+use strata_storage::format::{ParquetOptions, encode};
+use strata_storage::layout::{self, HOUR_NANOS};
 use tower::ServiceExt;
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -82,7 +82,7 @@ fn fixture() -> Fixture {
         row_group_rows: 1024,
         zstd_level: 1,
     };
-    let (bytes, _) = encode(Signal::Logs, &[batch], &[], options).unwrap();
+    let (bytes, _) = encode(Signal::Logs, &[batch], Vec::new(), options).unwrap();
     let path = dir.path().join(layout::file_path(
         "default",
         Signal::Logs,

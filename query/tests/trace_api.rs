@@ -9,11 +9,11 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use serde_json::Value;
-use strata_collector::layout::{self, HOUR_NANOS};
-use strata_collector::persist::parquet::{ParquetOptions, encode};
 use strata_query::api::tempo::{TempoTrace, TraceByIdResponse};
 use strata_query::{QueryConfig, app};
 use strata_schema::Signal;
+use strata_storage::format::{ParquetOptions, encode};
+use strata_storage::layout::{self, HOUR_NANOS};
 use tower::ServiceExt;
 
 const CHECKOUT: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -93,7 +93,7 @@ fn write(dir: &std::path::Path, collector: &str, spans: &[S]) {
         let (bytes, _) = encode(
             Signal::Traces,
             &[batch],
-            &[],
+            Vec::new(),
             ParquetOptions {
                 row_group_rows: 1024,
                 zstd_level: 1,

@@ -133,6 +133,17 @@ pub fn standalone(
     config: Option<&str>,
     envs: &[(&str, &str)],
 ) -> Standalone {
+    standalone_with(dir, name, config, envs, &[])
+}
+
+/// [`standalone`] with more `standalone` flags (`--storage s3://...`).
+pub fn standalone_with(
+    dir: &Path,
+    name: &str,
+    config: Option<&str>,
+    envs: &[(&str, &str)],
+    flags: &[&str],
+) -> Standalone {
     let config_path = dir.join(format!("{name}.toml"));
     let [grpc, http, query, flight, chttp] = free_ports();
     let mut args: Vec<String> = Vec::new();
@@ -146,6 +157,7 @@ pub fn standalone(
         "--data-dir".into(),
         dir.join("data").display().to_string(),
     ]);
+    args.extend(flags.iter().map(|f| f.to_string()));
     for (flag, port) in [
         ("--otlp-grpc", grpc),
         ("--otlp-http", http),
@@ -429,4 +441,108 @@ pub fn spans_request(first: u64, service: &str, pad: usize) -> serde_json::Value
     serde_json::json!({"resourceSpans": [{
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
         "scopeSpans": [{"spans": spans}]}]})
+}
+
+/// A moto S3 server (from the interop venv) on a loopback port, with one bucket; killed on
+/// drop. `None` (the test is skipped, loudly) without the venv; required when
+/// `STRATA_REQUIRE_INTEROP=1`.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl S3Server {
+    pub fn start(dir: &Path) -> Option<Self> {
+        let python = python()?;
+        let server = python.with_file_name("moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: run scripts/test",
+            server.display()
+        );
+        let log = dir.join("moto.log");
+        let file = std::fs::File::create(&log).expect("moto log");
+        // Port 0: moto binds a free port and prints it.
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("moto log"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn moto_server");
+        let mut s3 = Self {
+            child,
+            endpoint: String::new(),
+            bucket: "strata-test".into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s3.endpoint.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(at) = text.find("Running on http://127.0.0.1:") {
+                let rest = &text[at + "Running on ".len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || ":/.".contains(c)))
+                    .unwrap_or(rest.len());
+                s3.endpoint = rest[..end].to_string();
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let script = format!(
+            "import boto3\nboto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='{}')",
+            s3.endpoint, s3.bucket
+        );
+        let out = Command::new(&python)
+            .args(["-c", &script])
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "create bucket: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(s3)
+    }
+
+    /// `STRATA_<ROLE>__S3__*` settings for a role's configuration.
+    pub fn envs(&self, role: &str) -> Vec<(String, String)> {
+        let upper = role.to_ascii_uppercase();
+        [
+            ("ENDPOINT", self.endpoint.as_str()),
+            ("REGION", "us-east-1"),
+            ("ACCESS_KEY_ID", "test"),
+            ("SECRET_ACCESS_KEY", "test"),
+            ("PATH_STYLE", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (format!("STRATA_{upper}__S3__{k}"), v.to_string()))
+        .collect()
+    }
+
+    /// The same settings for [`strata_storage::Storage::open`].
+    pub fn options(&self) -> strata_storage::S3Options {
+        strata_storage::S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            path_style: Some(true),
+            ..Default::default()
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

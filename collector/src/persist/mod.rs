@@ -7,20 +7,19 @@
 //! on the next tick. At shutdown every partition is written. After files are written, the WAL
 //! is cut below the oldest segment still needed by buffered rows.
 
-pub mod parquet;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::{ObjectStoreExt, PutPayload};
+use parquet::file::metadata::KeyValue;
+use strata_storage::Storage;
+use strata_storage::format::{self, ParquetOptions};
+use strata_storage::layout;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use self::parquet::ParquetOptions;
 use crate::buffer::{Buffer, Partition, PartitionKey};
-use crate::layout;
 use crate::metrics::CollectorMetrics;
-use crate::storage::Storage;
 use crate::store::Store;
 
 /// When partitions are due.
@@ -104,11 +103,15 @@ impl Persister {
     async fn write(&self, key: &PartitionKey, partition: &Partition) -> Result<(), String> {
         let signal = key.signal;
         let batches = partition.batches.clone();
-        let entries = partition.entries.clone();
+        // The file names the WAL entries its rows came from, for recovery (`persisted`).
+        let metadata = vec![KeyValue::new(
+            crate::persisted::METADATA_KEY.to_string(),
+            crate::persisted::encode(&partition.entries),
+        )];
         let options = self.options;
         // Sorting and compression are CPU work: keep them off the async workers.
         let (bytes, rows) = tokio::task::spawn_blocking(move || {
-            parquet::encode(signal, &batches, &entries, options).map_err(|e| e.to_string())
+            format::encode(signal, &batches, metadata, options).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;

@@ -118,9 +118,9 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use http_body_util::BodyExt;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    use strata_collector::layout;
-    use strata_collector::persist::parquet::{ParquetOptions, encode};
     use strata_schema::Signal;
+    use strata_storage::format::{ParquetOptions, encode};
+    use strata_storage::layout;
     use tower::ServiceExt;
 
     use crate::config::QueryConfig;
@@ -147,7 +147,7 @@ mod tests {
         let (bytes, _) = encode(
             Signal::Traces,
             &[batch],
-            &[],
+            Vec::new(),
             ParquetOptions {
                 row_group_rows: 1024,
                 zstd_level: 1,

@@ -4,7 +4,8 @@
 //! thousands. Span files are immutable once written, so each file's Parquet footer (with its
 //! offset index), the `trace_id` range and bloom filter of each row group, and the `trace_id`
 //! range of each page are loaded once and kept in an LRU cache bounded in bytes. A lookup then
-//! lists the span files (only the partitions of the time hint, when there is one), keeps the
+//! takes the live span files from the shared [`LiveFiles`] snapshot (only the partitions of the
+//! time hint, when there is one; files compacted away are forgotten), keeps the
 //! row groups whose range and bloom filter admit an id, and reads from those only the pages
 //! whose range admits it (files are sorted by trace id, so a trace sits in one or two pages),
 //! keeping the rows whose `trace_id` matches while decoding.
@@ -13,13 +14,14 @@
 //! filters per query, which at thousands of files costs more than the lookup itself.
 //!
 //! Invariants: never a false negative. A row group or page without statistics or bloom filter
-//! is read; a path without a readable partition is listed whatever the hint; a cached entry is
+//! is read, and so are all pages of a file that does not declare Strata's format and sort
+//! order; a path without a readable partition is listed whatever the hint; a cached entry is
 //! used only while the listed size and modification time still match; a file whose footer
 //! cannot be read fails the lookup rather than silently dropping its spans.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::cast;
@@ -40,22 +42,23 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use strata_collector::layout;
-use strata_schema::columns;
+use strata_schema::{Signal, columns};
+use strata_storage::live::{LiveFiles, Snapshot};
+use strata_storage::reader::FileReader;
+use strata_storage::{format, layout};
 
 use super::TimeRange;
-use super::file_reader::FileReader;
 use crate::error::QueryError;
 
 /// Files opened or read at once by one lookup.
 const CONCURRENCY: usize = 16;
-/// A hint covering more hours than this lists the whole signal directory and filters paths,
-/// rather than listing each hour's directory.
-const MAX_LISTED_HOURS: i64 = 168;
 
 /// The cache of span-file indexes, shared by every lookup of every tenant.
 pub struct TraceIndex {
     store: Arc<dyn ObjectStore>,
+    live: Arc<LiveFiles>,
+    /// The last snapshot seen of each span directory, to forget files no longer live.
+    seen: Mutex<HashMap<Path, Arc<Snapshot>>>,
     files: DefaultCache<Path, Entry>,
     metrics: IndexMetrics,
 }
@@ -139,10 +142,13 @@ impl Group {
 }
 
 impl TraceIndex {
-    /// An index over `store`, keeping at most `max_bytes` of file indexes in memory.
-    pub fn new(store: Arc<dyn ObjectStore>, max_bytes: usize) -> Self {
+    /// An index over `store`'s live files (resolved by `live`), keeping at most `max_bytes`
+    /// of file indexes in memory.
+    pub fn new(store: Arc<dyn ObjectStore>, live: Arc<LiveFiles>, max_bytes: usize) -> Self {
         Self {
             store,
+            live,
+            seen: Mutex::new(HashMap::new()),
             files: DefaultCache::new(max_bytes).with_name("StrataTraceIndex"),
             metrics: IndexMetrics::default(),
         }
@@ -214,36 +220,45 @@ impl TraceIndex {
         Ok(batches.into_iter().flatten().collect())
     }
 
-    /// The span files under `dir`, narrowed to the hint's hours.
+    /// The live span files under `dir`, narrowed to the hint's hours.
     async fn list(
         &self,
         dir: &Path,
         hint: Option<TimeRange>,
     ) -> Result<Vec<ObjectMeta>, QueryError> {
-        let hours = hint.map(|r| (layout::hour_of(r.start_ns), layout::hour_of(r.end_ns)));
-        let prefixes: Vec<Path> = match hours {
-            Some((first, last)) if last >= first && last - first < MAX_LISTED_HOURS => {
-                (first..=last).map(|h| partition(dir, h)).collect()
-            }
-            _ => vec![dir.clone()],
-        };
-        let listed: Vec<Vec<ObjectMeta>> = stream::iter(prefixes)
-            .map(|prefix| self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
+        let snapshot = self
+            .live
+            .snapshot(dir)
             .await
             .map_err(|e| QueryError::Internal(format!("listing span files: {e}")))?;
-        Ok(listed
-            .into_iter()
-            .flatten()
-            .filter(|m| m.location.as_ref().ends_with(".parquet"))
-            .filter(
-                |m| match (hours, layout::hour_of_partition(m.location.as_ref())) {
-                    (Some((first, last)), Some(h)) => (first..=last).contains(&h),
-                    _ => true,
-                },
-            )
-            .collect())
+        self.forget_dead(dir, &snapshot);
+        let files = match hint {
+            Some(r) => snapshot
+                .live_in(layout::hour_of(r.start_ns)..=layout::hour_of(r.end_ns))
+                .cloned()
+                .collect(),
+            None => snapshot.live().cloned().collect(),
+        };
+        Ok(files)
+    }
+
+    /// Drops the cached indexes of files that were live in the previous snapshot of `dir` and
+    /// are not in `snapshot` (compacted away or past retention).
+    fn forget_dead(&self, dir: &Path, snapshot: &Arc<Snapshot>) {
+        let previous = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            match seen.insert(dir.clone(), snapshot.clone()) {
+                Some(p) if !Arc::ptr_eq(&p, snapshot) => p,
+                _ => return,
+            }
+        };
+        let now: HashSet<&Path> = snapshot.live().map(|m| &m.location).collect();
+        for gone in previous.live().filter(|m| !now.contains(&m.location)) {
+            self.files.remove(&gone.location);
+        }
+        self.metrics
+            .index_bytes
+            .set(i64::try_from(self.files.memory_used()).unwrap_or(i64::MAX));
     }
 
     /// The index of one file, from the cache while the file is unchanged; `None` when the
@@ -355,7 +370,13 @@ async fn load(store: Arc<dyn ObjectStore>, meta: ObjectMeta) -> parquet::errors:
         .find(|&i| parquet_schema.column(i).path().string() == columns::TRACE_ID)
         .ok_or_else(|| parquet::errors::ParquetError::General("no trace_id column".into()))?;
     let metadata = full.metadata().clone();
-    let column_index = metadata.column_index();
+    // Page ranges prune only in files that declare the trace-id order; others are read whole.
+    let sorted = format::check(&metadata, Signal::Traces)
+        .inspect_err(|e| {
+            tracing::debug!("span file {}: {e}; its pages are not pruned", meta.location)
+        })
+        .is_ok();
+    let column_index = metadata.column_index().filter(|_| sorted);
     let offset_index = metadata.offset_index();
     let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, full.clone());
     let mut groups = Vec::with_capacity(metadata.num_row_groups());
@@ -416,19 +437,13 @@ async fn load(store: Arc<dyn ObjectStore>, meta: ObjectMeta) -> parquet::errors:
     })
 }
 
-/// The partition directory of `hour` (hours since the epoch) under a signal directory.
-fn partition(dir: &Path, hour: i64) -> Path {
-    Path::from(format!("{dir}/{}", layout::partition_name(hour)))
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use object_store::local::LocalFileSystem;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    use strata_collector::persist::parquet::{ParquetOptions, encode};
-    use strata_schema::Signal;
+    use strata_storage::format::{ParquetOptions, encode};
 
     use super::*;
 
@@ -472,7 +487,9 @@ mod tests {
             row_group_rows: 100_000,
             zstd_level: 1,
         };
-        encode(Signal::Traces, &[batch], &[], options).unwrap().0
+        encode(Signal::Traces, &[batch], Vec::new(), options)
+            .unwrap()
+            .0
     }
 
     fn trace_ids(batches: &[RecordBatch]) -> Vec<String> {
@@ -504,7 +521,8 @@ mod tests {
         let third = write(root.path(), HOUR, &other, 2);
 
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-        let index = TraceIndex::new(store, 64 << 20);
+        let live = Arc::new(LiveFiles::new(store.clone(), std::time::Duration::ZERO));
+        let index = TraceIndex::new(store, live, 64 << 20);
         let dir = Path::from_filesystem_path(root.path())
             .unwrap()
             .join("tenant=t")

@@ -8,7 +8,6 @@
 //! trace's spans may have started hours apart.
 
 pub mod fetch;
-mod file_reader;
 pub mod filter;
 pub mod index;
 pub mod search;

@@ -34,8 +34,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, TENANT_HEADER, Traces};
+use crate::Result;
 use crate::ingest::IngestError;
-use crate::{Error, Result};
 
 /// The one mapping from sink errors to gRPC status codes.
 pub fn to_status(e: IngestError) -> Status {
@@ -149,9 +149,12 @@ pub async fn serve(
         )
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
-        .map_err(|e| Error::Serve {
-            what: "OTLP/gRPC",
-            source: Box::new(e),
+        .map_err(|e| {
+            strata_server::Error::Serve {
+                what: "OTLP/gRPC",
+                source: Box::new(e),
+            }
+            .into()
         })
 }
 

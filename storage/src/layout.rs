@@ -5,7 +5,14 @@
 //! ```
 //!
 //! The hour is the UTC hour of the row's time column (a span's start time). A file's name is
-//! unique (collector id + ULID), so collectors never overwrite each other's files.
+//! unique (collector id + ULID), so collectors never overwrite each other's files. The
+//! compactor's outputs are named `compacted.<ulid>.parquet` (a collector id cannot hold a
+//! `.`), and the commit records of a signal's partitions live beside them, out of the
+//! partitions' own directories:
+//!
+//! ```text
+//! tenant=<tenant>/signal=<signal>/_commits/YYYY-MM-DDTHH/<seq, 10 digits>.json
+//! ```
 
 use chrono::{DateTime, Utc};
 use strata_schema::Signal;
@@ -49,6 +56,56 @@ pub fn hour_of_partition(path: &str) -> Option<i64> {
     }
     let start = date?.and_hms_opt(hour?, 0, 0)?.and_utc().timestamp();
     Some(start.div_euclid(3600))
+}
+
+/// Name of the directory of a signal's commit records.
+pub const COMMITS_DIR: &str = "_commits";
+/// File-name prefix of the compactor's outputs.
+pub const COMPACTED_PREFIX: &str = "compacted.";
+
+/// Directory of the commit records of the partition starting at `hour`, relative to the root.
+pub fn commits_dir(tenant: &str, signal: Signal, hour: i64) -> String {
+    format!(
+        "{}/{COMMITS_DIR}/{}",
+        signal_dir(tenant, signal),
+        hour_key(hour)
+    )
+}
+
+/// `YYYY-MM-DDTHH` of the hour `hour` (hours since the epoch).
+pub fn hour_key(hour: i64) -> String {
+    let start = DateTime::<Utc>::from_timestamp(hour.saturating_mul(3600), 0).unwrap_or_default();
+    start.format("%Y-%m-%dT%H").to_string()
+}
+
+/// The hour of an `YYYY-MM-DDTHH` key.
+pub fn hour_of_key(key: &str) -> Option<i64> {
+    let (date, hour) = key.split_once('T')?;
+    let hour: u32 = hour.parse().ok().filter(|h| *h < 24)?;
+    let start = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(hour, 0, 0)?
+        .and_utc()
+        .timestamp();
+    Some(start.div_euclid(3600))
+}
+
+/// A new, unique name of a compactor output.
+pub fn compacted_name() -> String {
+    format!(
+        "{COMPACTED_PREFIX}{}.parquet",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
+}
+
+/// Whether `name` is a compactor output's name.
+pub fn is_compacted(name: &str) -> bool {
+    name.starts_with(COMPACTED_PREFIX) && name.ends_with(".parquet")
+}
+
+/// The tenant of a path below the storage root (`tenant=<t>/...`).
+pub fn tenant_of(segment: &str) -> Option<&str> {
+    segment.strip_prefix("tenant=")
 }
 
 /// Relative path of a new file for the partition starting at `hour` (hours since the epoch).
@@ -109,6 +166,21 @@ mod tests {
         assert!(is_file_of(name, "c1"));
         assert!(!is_file_of(name, "c"));
         assert!(!is_file_of(name, "c10"));
+    }
+
+    #[test]
+    fn commit_keys_name_their_hour() {
+        let hour = hour_of(1_700_000_000_000_000_000);
+        assert_eq!(hour_key(hour), "2023-11-14T22");
+        assert_eq!(hour_of_key("2023-11-14T22"), Some(hour));
+        assert_eq!(hour_of_key("2023-11-14T24"), None);
+        assert_eq!(
+            commits_dir("a", Signal::Metrics, hour),
+            "tenant=a/signal=metrics/_commits/2023-11-14T22"
+        );
+        let name = compacted_name();
+        assert!(is_compacted(&name) && !is_file_of(&name, "compacted"));
+        assert!(!is_compacted("c1-01h.parquet"));
     }
 
     #[test]

@@ -1,24 +1,16 @@
-//! Encoding one partition as a Parquet file, laid out for lookups and compression:
-//! rows sorted by the signal's sort columns (spans: trace id, start time), zstd pages,
-//! dictionary encoding (but not for unique ids and times: see `tune_columns`), page-level
-//! statistics with the column and offset indexes, a bloom filter on `trace_id`, and the sort
-//! order recorded as `sorting_columns` of every row group. Spans are unique by (trace id,
-//! span id) within a file.
+//! Encoding one collector flush (one partition's buffered batches) as a Parquet file: the
+//! rows are sorted by the signal's sort columns and written with [`super::writer_properties`].
+//! Spans are unique by (trace id, span id) within a file.
 
 use arrow::array::RecordBatch;
 use arrow::compute::{
     SortColumn, SortOptions, concat, interleave_record_batch, lexsort_to_indices,
 };
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::{KeyValue, SortingColumn};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::metadata::KeyValue;
 use strata_schema::{Signal, columns};
 
-/// Key-value metadata naming the layout version of Strata's files.
-pub const FORMAT_KEY: &str = "strata.format";
-pub const FORMAT_VERSION: &str = "1";
+use super::ParquetOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -30,19 +22,12 @@ pub enum EncodeError {
     MissingColumn(&'static str),
 }
 
-/// How files are written; from the collector configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct ParquetOptions {
-    pub row_group_rows: usize,
-    pub zstd_level: i32,
-}
-
-/// Sorts `batches` (one signal's schema) and encodes them as one Parquet file that records
-/// the WAL entries (`wal_entries`) its rows came from.
+/// Sorts `batches` (one signal's schema) and encodes them as one Parquet file, with
+/// `metadata` added to the format's key-value metadata. Returns the bytes and the row count.
 pub fn encode(
     signal: Signal,
     batches: &[RecordBatch],
-    wal_entries: &[u64],
+    metadata: Vec<KeyValue>,
     options: ParquetOptions,
 ) -> Result<(Vec<u8>, usize), EncodeError> {
     let schema = signal.schema();
@@ -58,7 +43,6 @@ pub fn encode(
     // copying every column twice (concat, then take).
     let sort_cols = signal.sort_columns();
     let mut keys = Vec::with_capacity(sort_cols.len());
-    let mut sorting = Vec::with_capacity(sort_cols.len());
     for &name in sort_cols {
         let idx = schema
             .index_of(name)
@@ -71,11 +55,6 @@ pub fn encode(
                 descending: false,
                 nulls_first: true,
             }),
-        });
-        sorting.push(SortingColumn {
-            column_idx: leaf_index(&schema, idx),
-            descending: false,
-            nulls_first: true,
         });
     }
     let order = lexsort_to_indices(&keys, None)?;
@@ -100,81 +79,12 @@ pub fn encode(
         sorted = unique_spans(sorted)?;
     }
 
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(options.zstd_level)?))
-        .set_dictionary_enabled(true)
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(options.row_group_rows))
-        .set_data_page_row_count_limit(8 * 1024)
-        .set_sorting_columns(Some(sorting))
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
-            KeyValue::new("strata.signal".to_string(), signal.as_str().to_string()),
-            KeyValue::new("strata.sort_columns".to_string(), sort_cols.join(",")),
-            KeyValue::new(
-                crate::persisted::METADATA_KEY.to_string(),
-                crate::persisted::encode(wal_entries),
-            ),
-        ]));
-    if signal == Signal::Traces {
-        props = props
-            .set_column_bloom_filter_enabled(ColumnPath::from(columns::TRACE_ID), true)
-            .set_column_bloom_filter_fpp(ColumnPath::from(columns::TRACE_ID), 0.01);
-    }
-    props = tune_columns(signal, props);
+    let props = super::writer_properties(signal, options, metadata)?;
     let mut out = Vec::with_capacity(sorted.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props.build()))?;
+    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
     writer.write(&sorted)?;
     writer.close()?;
     Ok((out, sorted.num_rows()))
-}
-
-/// Per-column encodings where the defaults waste work or bytes:
-/// - ids unique per row (span ids) never repeat, so a dictionary only costs hashing before the
-///   writer falls back to plain pages. They are written with their lengths apart
-///   (DELTA_LENGTH_BYTE_ARRAY): all ids have one length, which then costs nothing, and zstd
-///   sees only the id bytes;
-/// - timestamps and durations are near each other within a file (and sorted within a trace),
-///   so deltas bit-pack to a few bits where a dictionary of unique values would not help.
-///   Metric points keep the dictionary: a file holds few distinct steps (measured on
-///   remote-written counters: 0.06 bytes per point against 0.13 with deltas);
-/// - metric values are floats close to their neighbours in the same series: split into byte
-///   streams (BYTE_STREAM_SPLIT), their high bytes repeat and zstd takes them away (1.22
-///   bytes per point against 1.44 with the default dictionary-then-plain).
-fn tune_columns(
-    signal: Signal,
-    mut props: parquet::file::properties::WriterPropertiesBuilder,
-) -> parquet::file::properties::WriterPropertiesBuilder {
-    use parquet::basic::Encoding;
-    let (unique, deltas, float_streams): (&[&str], &[&str], &[&str]) = match signal {
-        Signal::Traces => (
-            &[columns::SPAN_ID, columns::PARENT_SPAN_ID],
-            &[
-                columns::START_TIME,
-                columns::END_TIME,
-                columns::DURATION_NANOS,
-            ],
-            &[],
-        ),
-        Signal::Logs => (&[], &[columns::TIME, columns::OBSERVED_TIME], &[]),
-        Signal::Metrics => (&[], &[], &[columns::VALUE_DOUBLE]),
-    };
-    for c in unique {
-        props = props
-            .set_column_dictionary_enabled(ColumnPath::from(*c), false)
-            .set_column_encoding(ColumnPath::from(*c), Encoding::DELTA_LENGTH_BYTE_ARRAY);
-    }
-    for c in deltas {
-        props = props
-            .set_column_dictionary_enabled(ColumnPath::from(*c), false)
-            .set_column_encoding(ColumnPath::from(*c), Encoding::DELTA_BINARY_PACKED);
-    }
-    for c in float_streams {
-        props = props
-            .set_column_dictionary_enabled(ColumnPath::from(*c), false)
-            .set_column_encoding(ColumnPath::from(*c), Encoding::BYTE_STREAM_SPLIT);
-    }
-    props
 }
 
 /// Keeps the first row of every (trace id, span id): a span stored twice (a batch retried
@@ -196,23 +106,6 @@ fn unique_spans(batch: RecordBatch) -> Result<RecordBatch, EncodeError> {
         return Ok(batch);
     }
     Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
-}
-
-/// Parquet leaf column index of top-level field `idx` (nested fields before it count once per
-/// leaf). Sort columns are primitive, so their leaf is the field itself.
-fn leaf_index(schema: &arrow::datatypes::Schema, idx: usize) -> i32 {
-    fn leaves(dt: &arrow::datatypes::DataType) -> usize {
-        use arrow::datatypes::DataType::*;
-        match dt {
-            Struct(fields) => fields.iter().map(|f| leaves(f.data_type())).sum(),
-            List(f) | LargeList(f) | FixedSizeList(f, _) | Map(f, _) => leaves(f.data_type()),
-            _ => 1,
-        }
-    }
-    schema.fields()[..idx]
-        .iter()
-        .map(|f| leaves(f.data_type()))
-        .sum::<usize>() as i32
 }
 
 #[cfg(test)]
@@ -255,7 +148,7 @@ mod tests {
         let (bytes, rows) = encode(
             Signal::Traces,
             &[batch.slice(0, 200), batch.slice(200, 300)],
-            &[1, 2],
+            vec![KeyValue::new("k".into(), "v".to_string())],
             ParquetOptions {
                 row_group_rows: 128,
                 zstd_level: 3,
@@ -273,7 +166,16 @@ mod tests {
         let schema = Signal::Traces.schema();
         let tid = schema.index_of(columns::TRACE_ID).unwrap();
         let kv = meta.file_metadata().key_value_metadata().unwrap();
-        assert!(kv.iter().any(|k| k.key == FORMAT_KEY));
+        assert!(kv.iter().any(|k| k.key == super::super::FORMAT_KEY));
+        assert!(kv.iter().any(|k| k.key == "k"));
+        super::super::check(&meta, Signal::Traces).unwrap();
+        assert_eq!(
+            super::super::check(&meta, Signal::Logs),
+            Err(super::super::FormatError::Signal {
+                found: "traces".into(),
+                expected: Signal::Logs
+            })
+        );
         for rg in meta.row_groups() {
             let sorting = rg.sorting_columns().unwrap();
             let leaf = rg.column(sorting[0].column_idx as usize);
@@ -318,7 +220,7 @@ mod tests {
         let (bytes, rows) = encode(
             Signal::Traces,
             &[batch.clone(), batch.slice(10, 5)],
-            &[],
+            Vec::new(),
             ParquetOptions {
                 row_group_rows: 1000,
                 zstd_level: 1,
@@ -331,19 +233,5 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(read.map(|b| b.unwrap().num_rows()).sum::<usize>(), 50);
-    }
-
-    #[test]
-    fn leaf_index_counts_nested_leaves() {
-        let schema = Signal::Traces.schema();
-        for (i, f) in schema.fields().iter().enumerate() {
-            if f.name() == columns::TRACE_ID {
-                assert_eq!(
-                    leaf_index(&schema, i),
-                    i as i32,
-                    "trace_id comes before nested columns"
-                );
-            }
-        }
     }
 }

@@ -1,7 +1,8 @@
-//! Listener plumbing shared by the agent's servers and reused by the collector: binding,
-//! serving an axum app until shutdown, and the `/metrics` + `/ready` admin routes.
+//! What every role's servers share: binding a listener, serving an axum app until shutdown
+//! (in-flight requests finish), the `/metrics` + `/ready` admin routes, and the metrics
+//! registry that a role's components register on.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::extract::State;
@@ -11,8 +12,51 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::SharedRegistry;
-use crate::{Error, Result};
+use prometheus_client::registry::Registry;
+
+/// Errors of a role's listeners.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{what} server failed: {source}")]
+    Serve {
+        what: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Label set used by metric families: a short list of (name, value) pairs.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// A registry shared between the components of one role and its `/metrics` handler.
+#[derive(Clone, Default)]
+pub struct SharedRegistry(Arc<Mutex<Registry>>);
+
+impl SharedRegistry {
+    pub fn lock_registry(&self) -> MutexGuard<'_, Registry> {
+        // A poisoned registry only means a panic elsewhere; the data is still usable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.lock_registry());
+        out
+    }
+}
+
+pub fn new_registry() -> SharedRegistry {
+    SharedRegistry::default()
+}
 
 /// Binds `addr` (`HOST:PORT`; `:PORT` means all interfaces).
 pub async fn bind(what: &'static str, addr: &str) -> Result<TcpListener> {

@@ -1,0 +1,508 @@
+//! One full pass over a storage: compaction, retention and garbage collection, for every
+//! tenant, signal and partition.
+//!
+//! Per partition (newest hours first), from one fresh resolution of its files and records:
+//! 1. past the retention (its whole hour older than now minus the retention): a retention
+//!    commit names every live file as an input, with no outputs — invisible at once;
+//! 2. otherwise, once the hour closed `grace` ago and it holds two or more live files of which
+//!    one at least is not an output already: the live files are merged ([`crate::merge`])
+//!    into new outputs, then a compaction commit (create-only, numbered one past the last)
+//!    switches readers from the inputs to the outputs. A conflict (another compactor committed
+//!    that number first) deletes this pass's outputs;
+//! 3. garbage: inputs of commits at least `delete_delay` old are deleted; outputs that no
+//!    commit names and that are older than `orphan_grace` are deleted; a record that is not
+//!    its partition's newest and whose files are all gone is deleted.
+//!
+//! Crash safety: every step is a single put or delete, and each state in between is one the
+//! next pass finishes or redoes: outputs without a commit are invisible (and collected),
+//! a commit without its deletions is complete for readers, deletions are idempotent.
+//! A file that cannot be read or is not a Strata file of the signal is skipped, counted and
+//! reported; its partition is compacted without it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use serde::Serialize;
+use strata_schema::Signal;
+use strata_storage::Storage;
+use strata_storage::commit::{self, Commit, CommitError, CommitKind};
+use strata_storage::format::{ParquetOptions, wal_entries};
+use strata_storage::layout::{self, HOUR_NANOS};
+use strata_storage::live::{LiveFiles, Partition};
+use tracing::{info, warn};
+
+use crate::config::{CompactorConfig, RetentionConfig};
+use crate::merge::{self, MergeError, Output};
+use crate::metrics::CompactorMetrics;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    /// Partitions compacted.
+    pub partitions: u64,
+    pub files_in: u64,
+    pub bytes_in: u64,
+    pub files_out: u64,
+    pub bytes_out: u64,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub duplicates: u64,
+    /// Partitions made invisible by retention, and their files.
+    pub retention_partitions: u64,
+    pub retention_files: u64,
+    /// Deleted: inputs of commits past `delete_delay`, outputs never committed, records.
+    pub deleted_inputs: u64,
+    pub deleted_orphans: u64,
+    pub deleted_records: u64,
+    /// Commits lost to another compactor.
+    pub conflicts: u64,
+    /// Files skipped as unreadable or foreign.
+    pub skipped_files: u64,
+    /// Closed partitions left with more than one live file (not compacted this pass).
+    pub pending_partitions: u64,
+    pub errors: Vec<String>,
+}
+
+/// The settings of one pass.
+pub struct PassConfig {
+    pub id: String,
+    pub grace: Duration,
+    pub delete_delay: Duration,
+    pub orphan_grace: Duration,
+    pub retention: RetentionConfig,
+    pub target_file_bytes: u64,
+    pub memory_limit_bytes: usize,
+    pub options: ParquetOptions,
+}
+
+impl From<&CompactorConfig> for PassConfig {
+    fn from(c: &CompactorConfig) -> Self {
+        Self {
+            id: c.id.clone(),
+            grace: c.grace.0,
+            delete_delay: c.delete_delay.0,
+            orphan_grace: c.orphan_grace.0,
+            retention: c.retention.clone(),
+            target_file_bytes: c.target_file_bytes,
+            memory_limit_bytes: c.memory_limit_bytes,
+            options: ParquetOptions {
+                row_group_rows: c.row_group_rows,
+                zstd_level: c.zstd_level,
+            },
+        }
+    }
+}
+
+/// Files found unusable, skipped by later passes of the same process.
+#[derive(Default)]
+pub struct Skipped(Mutex<HashSet<Path>>);
+
+impl Skipped {
+    fn contains(&self, p: &Path) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(p)
+    }
+    fn insert(&self, p: Path) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(p);
+    }
+}
+
+/// Runs one pass at `now_ms` (milliseconds since the epoch).
+pub async fn run(
+    storage: &Storage,
+    config: &PassConfig,
+    now_ms: i64,
+    metrics: &CompactorMetrics,
+    skipped: &Skipped,
+) -> Report {
+    let mut report = Report::default();
+    let live = LiveFiles::new(storage.store.clone(), Duration::ZERO);
+    let tenants = match tenants(storage).await {
+        Ok(t) => t,
+        Err(e) => {
+            report.errors.push(format!("listing tenants: {e}"));
+            metrics.error("list");
+            return report;
+        }
+    };
+    let mut oldest_pending: Option<i64> = None;
+    for tenant in tenants {
+        for signal in Signal::ALL {
+            let dir = storage.path(&layout::signal_dir(&tenant, signal));
+            let snapshot = match live.resolve(&dir).await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(%tenant, %signal, error = %e, "cannot resolve partitions");
+                    report.errors.push(format!("{tenant}/{signal}: {e}"));
+                    metrics.error("resolve");
+                    continue;
+                }
+            };
+            let ctx = Ctx {
+                storage,
+                config,
+                now_ms,
+                metrics,
+                skipped,
+                tenant: &tenant,
+                signal,
+            };
+            let cutoff = config
+                .retention
+                .of(&tenant, signal)
+                .map(|r| now_ms.saturating_sub(i64::try_from(r.as_millis()).unwrap_or(i64::MAX)));
+            for (&hour, partition) in snapshot.partitions.iter().rev() {
+                let mut partition = partition.clone();
+                let end_ms = (hour + 1).saturating_mul(HOUR_NANOS / 1_000_000);
+                let live_files = partition.live().count();
+                metrics.observe_partition(signal, live_files);
+                if cutoff.is_some_and(|c| end_ms <= c) {
+                    if live_files > 0 {
+                        ctx.expire(hour, &mut partition, &mut report).await;
+                    }
+                } else if end_ms.saturating_add(ms(config.grace)) <= now_ms
+                    && needs_compaction(&partition)
+                {
+                    ctx.compact(hour, &mut partition, &mut report).await;
+                    if needs_compaction(&partition) {
+                        report.pending_partitions += 1;
+                        oldest_pending = Some(oldest_pending.map_or(hour, |o| o.min(hour)));
+                    }
+                }
+                ctx.collect(hour, &mut partition, &mut report).await;
+            }
+        }
+    }
+    metrics.finish_pass(&report, oldest_pending, now_ms);
+    report
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Two or more live files, one at least not already an output.
+fn needs_compaction(p: &Partition) -> bool {
+    let mut n = 0;
+    let mut fresh = false;
+    for f in p.live() {
+        n += 1;
+        fresh |= !layout::is_compacted(f.location.filename().unwrap_or_default());
+    }
+    n >= 2 && fresh
+}
+
+/// The tenants below the root (`tenant=<t>/` directories).
+async fn tenants(storage: &Storage) -> Result<Vec<String>, object_store::Error> {
+    let listed = storage
+        .store
+        .list_with_delimiter(Some(&storage.prefix))
+        .await?;
+    let mut out: Vec<String> = listed
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().and_then(layout::tenant_of).map(str::to_string))
+        .filter(|t| strata_schema::envelope::validate_tenant(t).is_ok())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+struct Ctx<'a> {
+    storage: &'a Storage,
+    config: &'a PassConfig,
+    now_ms: i64,
+    metrics: &'a CompactorMetrics,
+    skipped: &'a Skipped,
+    tenant: &'a str,
+    signal: Signal,
+}
+
+impl Ctx<'_> {
+    fn partition_dir(&self, hour: i64) -> Path {
+        self.storage
+            .path(&layout::partition_dir(self.tenant, self.signal, hour))
+    }
+
+    /// Commits `commit` and adds it to `partition`; false if it did not commit.
+    async fn commit(
+        &self,
+        hour: i64,
+        partition: &mut Partition,
+        commit: Commit,
+        report: &mut Report,
+    ) -> bool {
+        match commit::write(self.storage, self.tenant, self.signal, hour, &commit).await {
+            Ok(()) => {
+                partition.commits.push(Arc::new(commit));
+                true
+            }
+            Err(CommitError::Conflict { path }) => {
+                info!(%path, "another compactor committed this partition first");
+                report.conflicts += 1;
+                self.metrics.conflicts.inc();
+                let dir = self.partition_dir(hour);
+                self.delete(commit.outputs.iter().map(|n| dir.clone().join(n.as_str())))
+                    .await;
+                false
+            }
+            Err(e) => {
+                // The outcome is unknown: the outputs stay (a commit may name them); if it did
+                // not land, they are orphans and collected after `orphan_grace`.
+                report.errors.push(e.to_string());
+                self.metrics.error("commit");
+                false
+            }
+        }
+    }
+
+    async fn expire(&self, hour: i64, partition: &mut Partition, report: &mut Report) {
+        let inputs: Vec<String> = partition
+            .live()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect();
+        let n = inputs.len() as u64;
+        let commit = Commit {
+            seq: partition.last_seq() + 1,
+            kind: CommitKind::Retention,
+            created_ms: self.now_ms,
+            compactor: self.config.id.clone(),
+            inputs,
+            outputs: Vec::new(),
+            rows_in: 0,
+            rows_out: 0,
+        };
+        if self.commit(hour, partition, commit, report).await {
+            info!(tenant = %self.tenant, signal = %self.signal, partition = %layout::hour_key(hour), files = n, "past retention");
+            report.retention_partitions += 1;
+            report.retention_files += n;
+            self.metrics.retention_files.inc_by(n);
+        }
+    }
+
+    async fn compact(&self, hour: i64, partition: &mut Partition, report: &mut Report) {
+        let store = self.storage.store.clone();
+        let candidates: Vec<ObjectMeta> = partition
+            .live()
+            .filter(|m| !self.skipped.contains(&m.location))
+            .cloned()
+            .collect();
+        let mut opened = Vec::new();
+        for meta in candidates {
+            let path = meta.location.clone();
+            match merge::open(store.clone(), meta, self.signal).await {
+                Ok(o) => opened.push(o),
+                Err(e) => self.skip(path, &e, report),
+            }
+        }
+        if opened.len() < 2 {
+            return;
+        }
+        let names: Vec<String> = opened
+            .iter()
+            .filter_map(|o| o.meta.location.filename().map(str::to_string))
+            .collect();
+        let carried = wal_entries::carry(
+            &names
+                .iter()
+                .zip(&opened)
+                .map(|(n, o)| (n.as_str(), o.wal_entries.as_slice()))
+                .collect::<Vec<_>>(),
+        );
+        let bytes_in: u64 = opened.iter().map(|o| o.meta.size).sum();
+        let dir = self.partition_dir(hour);
+        let created = Arc::new(Mutex::new(Vec::<String>::new()));
+        let output = Output {
+            store: store.clone(),
+            dir: dir.clone(),
+            signal: self.signal,
+            options: self.config.options,
+            target_file_bytes: self.config.target_file_bytes,
+            metadata: carried,
+            on_create: Box::new({
+                let created = created.clone();
+                move |name: &str| {
+                    created
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(name.to_string())
+                }
+            }),
+        };
+        let started = std::time::Instant::now();
+        let merged = match merge::merge(opened, self.config.memory_limit_bytes, output).await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(tenant = %self.tenant, signal = %self.signal, partition = %layout::hour_key(hour), error = %e, "merge failed");
+                let created = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                self.delete(created.iter().map(|n| dir.clone().join(n.as_str())))
+                    .await;
+                if let MergeError::Input { path, .. } | MergeError::Unusable { path, .. } = &e {
+                    self.skip(path.clone(), &e, report);
+                } else {
+                    report.errors.push(e.to_string());
+                    self.metrics.error("merge");
+                }
+                return;
+            }
+        };
+        let commit = Commit {
+            seq: partition.last_seq() + 1,
+            kind: CommitKind::Compaction,
+            created_ms: self.now_ms,
+            compactor: self.config.id.clone(),
+            inputs: names.clone(),
+            outputs: merged.outputs.iter().map(|(n, _)| n.clone()).collect(),
+            rows_in: merged.rows_in,
+            rows_out: merged.rows_out,
+        };
+        if !self.commit(hour, partition, commit, report).await {
+            return;
+        }
+        let bytes_out: u64 = merged.outputs.iter().map(|(_, s)| s).sum();
+        for (name, size) in &merged.outputs {
+            partition.files.push(ObjectMeta {
+                location: dir.clone().join(name.as_str()),
+                last_modified: chrono::Utc::now(),
+                size: *size,
+                e_tag: None,
+                version: None,
+            });
+        }
+        info!(
+            tenant = %self.tenant, signal = %self.signal, partition = %layout::hour_key(hour),
+            files_in = names.len(), bytes_in, files_out = merged.outputs.len(), bytes_out,
+            rows_in = merged.rows_in, rows_out = merged.rows_out, duplicates = merged.duplicates,
+            seconds = started.elapsed().as_secs_f64(), "compacted"
+        );
+        report.partitions += 1;
+        report.files_in += names.len() as u64;
+        report.bytes_in += bytes_in;
+        report.files_out += merged.outputs.len() as u64;
+        report.bytes_out += bytes_out;
+        report.rows_in += merged.rows_in;
+        report.rows_out += merged.rows_out;
+        report.duplicates += merged.duplicates;
+        self.metrics.compacted(
+            self.signal,
+            names.len() as u64,
+            bytes_in,
+            &merged,
+            bytes_out,
+        );
+    }
+
+    fn skip(&self, path: Path, e: &dyn std::fmt::Display, report: &mut Report) {
+        warn!(file = %path, error = %e, "skipping a file the compactor cannot use");
+        report.skipped_files += 1;
+        report.errors.push(format!("skipped {path}: {e}"));
+        self.metrics.skipped_files.inc();
+        self.skipped.insert(path);
+    }
+
+    /// Deletes what is due in `partition`.
+    async fn collect(&self, hour: i64, partition: &mut Partition, report: &mut Report) {
+        let dir = self.partition_dir(hour);
+        let present: HashSet<String> = partition
+            .files
+            .iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect();
+        let mut due: Vec<String> = Vec::new();
+        let mut named: HashSet<&str> = HashSet::new();
+        for c in &partition.commits {
+            named.extend(c.inputs.iter().chain(&c.outputs).map(String::as_str));
+            if self.now_ms.saturating_sub(c.created_ms) >= ms(self.config.delete_delay) {
+                due.extend(c.inputs.iter().filter(|n| present.contains(*n)).cloned());
+            }
+        }
+        let orphans: Vec<String> = partition
+            .files
+            .iter()
+            .filter(|m| {
+                let name = m.location.filename().unwrap_or_default();
+                layout::is_compacted(name)
+                    && !named.contains(name)
+                    && self
+                        .now_ms
+                        .saturating_sub(m.last_modified.timestamp_millis())
+                        >= ms(self.config.orphan_grace)
+            })
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect();
+        let deleted_inputs = self
+            .delete(due.iter().map(|n| dir.clone().join(n.as_str())))
+            .await;
+        let deleted_orphans = self
+            .delete(orphans.iter().map(|n| dir.clone().join(n.as_str())))
+            .await;
+        report.deleted_inputs += deleted_inputs.len() as u64;
+        report.deleted_orphans += deleted_orphans.len() as u64;
+        self.metrics.deleted("input", deleted_inputs.len());
+        self.metrics.deleted("orphan", deleted_orphans.len());
+        let gone: HashSet<&str> = deleted_inputs
+            .iter()
+            .chain(&deleted_orphans)
+            .map(String::as_str)
+            .collect();
+        let remaining: HashSet<&str> = present
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !gone.contains(n))
+            .collect();
+        let last = partition.last_seq();
+        let obsolete: Vec<u64> = partition
+            .commits
+            .iter()
+            .filter(|c| c.seq < last)
+            .filter(|c| {
+                !c.inputs
+                    .iter()
+                    .chain(&c.outputs)
+                    .any(|n| remaining.contains(n.as_str()))
+            })
+            .map(|c| c.seq)
+            .collect();
+        let records =
+            self.delete(obsolete.iter().map(|&seq| {
+                commit::record_path(self.storage, self.tenant, self.signal, hour, seq)
+            }))
+            .await;
+        report.deleted_records += records.len() as u64;
+        self.metrics.deleted("record", records.len());
+        partition
+            .files
+            .retain(|m| !gone.contains(m.location.filename().unwrap_or_default()));
+        partition.commits.retain(|c| !obsolete.contains(&c.seq));
+    }
+
+    /// Deletes `paths`; returns the file names deleted (or already gone).
+    async fn delete(&self, paths: impl Iterator<Item = Path>) -> Vec<String> {
+        let paths: Vec<Path> = paths.collect();
+        let results: Vec<(Path, Result<(), object_store::Error>)> = futures::stream::iter(paths)
+            .map(|p| async move {
+                let r = match self.storage.store.delete(&p).await {
+                    Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    r => r,
+                };
+                (p, r)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut done = Vec::new();
+        for (path, r) in results {
+            match r {
+                Ok(()) => done.extend(path.filename().map(str::to_string)),
+                Err(e) => {
+                    warn!(%path, error = %e, "cannot delete");
+                    self.metrics.error("delete");
+                }
+            }
+        }
+        done
+    }
+}
