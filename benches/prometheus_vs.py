@@ -11,8 +11,10 @@ Measured, for each system:
 - ingest: samples per CPU-second of the server process (its utime + stime from the start of
   the write until every sample is queryable and the process is idle again, so Strata's
   flushes and Prometheus's head compactions count) and samples per wall second of the write;
-- bytes per sample: Strata's Parquet files; Prometheus's TSDB as a snapshot
-  (`/api/v1/admin/tsdb/snapshot`, head included), and its whole data directory with WAL;
+- bytes per sample: Strata's Parquet files as flushed, and again after one
+  `strata compact --once` pass (closed hours merged, their inputs deleted); Prometheus's TSDB
+  as a snapshot (`/api/v1/admin/tsdb/snapshot`, head included), and its whole data directory
+  with WAL;
 - query_range latency (median of `--repeat` runs after one warm-up) of each query over a 1-hour
   and a `--hours`-hour window ending at the last sample, for 1k and 10k series; the answers of
   both systems are compared (series count and values within 1e-6 relative) and a difference is
@@ -69,10 +71,10 @@ def wait_idle(pid, quiet=3, seconds=300):
     return calm >= quiet
 
 
-def start(name, argv, work):
+def start(name, argv, work, env=None):
     log = open(os.path.join(work, f"{name}.log"), "w")
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=dict(os.environ, RUST_LOG="warn"))
+                            env=dict(os.environ, RUST_LOG="warn", **(env or {})))
 
 
 def write(url, end_ms, hours, work):
@@ -93,6 +95,32 @@ def query_range(base, query, start_s, end_s, step_s, timeout=600):
     with urllib.request.urlopen(f"{base}/api/v1/query_range?{params}", timeout=timeout) as r:
         body = json.load(r)
     return time.perf_counter() - t, body
+
+
+def time_query(base, q, start_s, end_s, step, repeat):
+    """Milliseconds of `repeat` runs of a query_range after one warm-up."""
+    times = []
+    for i in range(repeat + 1):
+        dt, body = query_range(base, q, start_s, end_s, step)
+        if body.get("status") != "success":
+            sys.exit(f"{q}: {body}")
+        if i > 0:
+            times.append(dt * 1000)
+    return times
+
+
+def compact(storage):
+    """One `strata compact --once` pass over `storage`: its report, wall and CPU seconds, peak RSS."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", os.path.join(BIN, "strata"), "compact", "--once",
+                          "--json", "--storage", storage, "--grace", "0s", "--delete-delay", "0s"],
+                         capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        sys.exit(f"strata compact failed: {out.stderr[-3000:]}")
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    wall, user, system, rss_kib = out.stderr.strip().splitlines()[-1].split()
+    report.update({"wall_seconds": float(wall), "cpu_seconds": float(user) + float(system),
+                   "peak_rss_mib": int(rss_kib) / 1024})
+    return report
 
 
 def same_answer(a, b):
@@ -144,7 +172,9 @@ def main():
             os.path.join(BIN, "strata"), "standalone", "--data-dir", os.path.join(work, "standalone"),
             "--storage", storage, "--otlp-grpc", f"127.0.0.1:{free_port()}",
             "--otlp-http", f"127.0.0.1:{http}", "--http", f"127.0.0.1:{qport}",
-            "--flight", f"127.0.0.1:{free_port()}", "--collector-http", f"127.0.0.1:{free_port()}"], work)
+            "--flight", f"127.0.0.1:{free_port()}", "--collector-http", f"127.0.0.1:{free_port()}"], work,
+            # The compaction pass below is the only one.
+            env={"STRATA_COMPACTOR__INTERVAL": "30d"})
         wait_ready(strata_url + "/ready", procs["strata"])
         result = {"samples": samples_expected, "hours": args.hours, "series": METRICS, "systems": {}}
 
@@ -170,6 +200,20 @@ def main():
             "bytes": parquet_bytes(storage), "peak_rss_bytes": proc_stats(procs["strata"].pid)["peak_rss_bytes"],
         }
         result["systems"]["strata"]["bytes_per_sample"] = result["systems"]["strata"]["bytes"] / w["samples"]
+        # query_range on the files as flushed, then one compaction pass.
+        end_s = query_end_ms // 1000
+        windows = [("1h", 3600, 15), (f"{args.hours:g}h", int(args.hours * 3600), 120)]
+        before = {}
+        for m in METRICS:
+            for template, _ in QUERIES:
+                for wname, seconds, step in windows:
+                    q = template.format(m=m)
+                    before[(q, wname)] = statistics.median(
+                        time_query(strata_url, q, end_s - seconds, end_s, step, args.repeat))
+        result["systems"]["strata"]["compaction"] = compact(storage)
+        time.sleep(2)  # the query service's snapshot of the live files renews
+        result["systems"]["strata"]["bytes_compacted"] = parquet_bytes(storage)
+        result["systems"]["strata"]["bytes_per_sample_compacted"] = parquet_bytes(storage) / w["samples"]
 
         # Prometheus.
         pdir = os.path.join(work, "prometheus")
@@ -202,8 +246,6 @@ def main():
         }
 
         # query_range.
-        end_s = query_end_ms // 1000
-        windows = [("1h", 3600, 15), (f"{args.hours:g}h", int(args.hours * 3600), 120)]
         result["queries"] = []
         for m in METRICS:
             for template, what in QUERIES:
@@ -221,6 +263,7 @@ def main():
                                 times.append(dt * 1000)
                         answers[system] = body
                         row[f"{system}_ms"] = statistics.median(times)
+                    row["strata_before_compaction_ms"] = before[(q, wname)]
                     row["ratio"] = row["strata_ms"] / row["prometheus_ms"]
                     row["difference"] = same_answer(answers["prometheus"], answers["strata"])
                     result["queries"].append(row)
@@ -249,6 +292,7 @@ def main():
 
 def markdown(r):
     s, p = r["systems"]["strata"], r["systems"]["prometheus"]
+    c = s["compaction"]
     lines = [f"Strata next to {r['prometheus_version']}, {r['date']}, {r['machine']}: `{r['command']}`",
              f"({r['samples']:,} samples: 11,000 counters, one sample a minute over {r['hours']:g} h).", "",
              "| | Strata | Prometheus | Strata / Prometheus |", "|---|---|---|---|"]
@@ -257,14 +301,21 @@ def markdown(r):
         lines.append(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {a / b:.2f} |")
     row("ingest samples per CPU-second", s["samples_per_cpu_second"], p["samples_per_cpu_second"], "{:,.0f}")
     row("ingest samples per second (wall)", s["samples_per_second"], p["samples_per_second"], "{:,.0f}")
-    row("bytes per sample on disk", s["bytes_per_sample"], p["bytes_per_sample"], "{:.2f}")
+    row("bytes per sample on disk, as flushed", s["bytes_per_sample"], p["bytes_per_sample"], "{:.2f}")
+    row("bytes per sample on disk, after compaction", s["bytes_per_sample_compacted"], p["bytes_per_sample"],
+        "{:.2f}")
     row("peak RSS MiB", s["peak_rss_bytes"] / 2**20, p["peak_rss_bytes"] / 2**20, "{:,.0f}")
     lines += ["", f"Prometheus's whole data directory (WAL, head chunks, blocks) held "
                   f"{p['data_dir_bytes_per_sample']:.2f} bytes per sample.", "",
-              "| query_range | series | window (step) | Strata ms | Prometheus ms | Strata / Prometheus | same answer |",
-              "|---|---|---|---|---|---|---|"]
+              f"Compaction pass: {c['files_in']} files ({c['bytes_in'] / 1e6:.1f} MB) -> {c['files_out']} files "
+              f"({c['bytes_out'] / 1e6:.1f} MB) in {c['wall_seconds']:.1f} s, {c['cpu_seconds']:.1f} CPU-s, "
+              f"peak RSS {c['peak_rss_mib']:.0f} MiB; the open hour stays as flushed.", "",
+              "| query_range | series | window (step) | Strata ms, as flushed | Strata ms, compacted "
+              "| Prometheus ms | compacted / Prometheus | same answer |",
+              "|---|---|---|---|---|---|---|---|"]
     for q in r["queries"]:
-        lines.append(f"| `{q['query']}` | {q['series']:,} | {q['window']} ({q['step_s']} s) | {q['strata_ms']:.1f} "
+        lines.append(f"| `{q['query']}` | {q['series']:,} | {q['window']} ({q['step_s']} s) "
+                     f"| {q['strata_before_compaction_ms']:.1f} | {q['strata_ms']:.1f} "
                      f"| {q['prometheus_ms']:.1f} | {q['ratio']:.2f} | {'yes' if not q['difference'] else q['difference']} |")
     return "\n".join(lines) + "\n"
 

@@ -524,10 +524,12 @@ async fn late_files_stay_visible_and_retention_removes_whole_hours() {
         "{report:?}"
     );
 
-    // A 90-minute retention at NOW: the first hour (ended 2 h before) goes, the second
-    // (ended 1 h before) stays.
+    // A retention that ends half an hour after the first hour: it goes, the second stays.
     let mut keep = config("k");
-    keep.retention = RetentionConfig::everything(Duration::from_secs(90 * 60));
+    let first_end_ms = (*HOUR + 1) * 3_600_000;
+    keep.retention = RetentionConfig::everything(Duration::from_millis(
+        (now_ms() - first_end_ms - 30 * 60_000) as u64,
+    ));
     let report = pass::run(&storage, &keep, now_ms(), &m, &Skipped::default()).await;
     assert_eq!(report.retention_partitions, 1, "{report:?}");
     let seen = read(&storage).await;

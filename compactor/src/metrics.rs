@@ -37,6 +37,9 @@ pub struct CompactorMetrics {
     pending: std::sync::Arc<std::sync::Mutex<[(i64, i64); 3]>>,
 }
 
+/// Stages an error is counted under.
+const STAGES: [&str; 5] = ["list", "resolve", "merge", "commit", "delete"];
+
 fn sig(signal: Signal) -> Labels {
     vec![("signal", signal.as_str().to_string())]
 }
@@ -115,6 +118,31 @@ impl CompactorMetrics {
             "When the last pass ended",
             m.last_pass_timestamp.clone(),
         );
+        // Every series exists from the start, at 0, so dashboards and alerts see them.
+        for signal in Signal::ALL {
+            let l = sig(signal);
+            for f in [
+                &m.partitions,
+                &m.files_in,
+                &m.bytes_in,
+                &m.files_out,
+                &m.bytes_out,
+                &m.rows_in,
+                &m.rows_out,
+                &m.duplicates,
+            ] {
+                f.get_or_create(&l);
+            }
+            m.live_files.get_or_create(&l);
+            m.max_files_per_partition.get_or_create(&l);
+        }
+        for reason in ["input", "orphan", "record"] {
+            m.deleted
+                .get_or_create(&vec![("reason", reason.to_string())]);
+        }
+        for stage in STAGES {
+            m.errors.get_or_create(&vec![("stage", stage.to_string())]);
+        }
         m
     }
 

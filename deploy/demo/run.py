@@ -1,6 +1,6 @@
 """Starts the Strata demo on loopback and drives traffic through it.
 
-The stack: one collector, the query service, and three services (frontend -> checkout ->
+The stack: one collector, the query service, a compactor, and three services (frontend -> checkout ->
 payment, see service.py), each with its own agent as a sidecar would have. Then it sends
 `--requests` orders through the frontend (every 10th fails in payment, another 10th is slow),
 waits until the spans, logs and span-derived metrics are queryable, and prints one JSON line:
@@ -135,11 +135,12 @@ def main():
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="strata-demo-")
     os.makedirs(data_dir, exist_ok=True)
     storage = os.path.join(data_dir, "storage")
-    ports = free_ports(3 + 3 * 3)
+    ports = free_ports(3 + 3 * 3 + 1)
     flight, collector_http, query_port = ports[0], ports[1], args.query_port or ports[2]
     agent_grpc = ports[3:6]
     agent_http = ports[6:9]
     service_ports = ports[9:12]
+    compactor_http = ports[12]
     env = {
         "RUST_LOG": "info",
         "STRATA_COLLECTOR__FLUSH_MAX_AGE_MS": "1000",
@@ -157,15 +158,25 @@ def main():
         query = f"http://127.0.0.1:{query_port}"
         stack.start("query", [strata, "query", "--data-dir", os.path.join(data_dir, "query"),
                               "--storage", storage, "--http", f"127.0.0.1:{query_port}"], env)
+        # The compactor, a pass every 2 s; the first agent scrapes its metrics into Strata.
+        stack.start("compactor", [strata, "compactor", "--data-dir", os.path.join(data_dir, "compactor"),
+                                  "--storage", storage, "--http", f"127.0.0.1:{compactor_http}"],
+                    {**env, "STRATA_COMPACTOR__INTERVAL": "2s"})
+        scrape_config = os.path.join(data_dir, "agent-scrape.toml")
+        with open(scrape_config, "w") as f:
+            f.write(f'[[agent.scrape]]\njob = "strata-compactor"\ntargets = ["127.0.0.1:{compactor_http}"]\n'
+                    'interval_ms = 2000\ntimeout_ms = 1000\n')
         agents = []
         for i, name in enumerate(SERVICES):
-            stack.start(f"agent-{name}", [strata, "agent", "--id", f"agent-{name}",
+            config = ["--config", scrape_config] if i == 0 else []
+            stack.start(f"agent-{name}", [strata, *config, "agent", "--id", f"agent-{name}",
                                           "--data-dir", os.path.join(data_dir, f"agent-{name}"),
                                           "--otlp-grpc", f"127.0.0.1:{agent_grpc[i]}",
                                           "--otlp-http", f"127.0.0.1:{agent_http[i]}",
                                           "--collectors", f"127.0.0.1:{flight}"], env)
             agents.append(f"http://127.0.0.1:{agent_http[i]}")
-        for url in [f"http://127.0.0.1:{collector_http}/ready", f"{query}/ready", *(a + "/ready" for a in agents)]:
+        for url in [f"http://127.0.0.1:{collector_http}/ready", f"{query}/ready",
+                    f"http://127.0.0.1:{compactor_http}/ready", *(a + "/ready" for a in agents)]:
             wait_until(url, lambda url=url: http_get(url)[0] == 200, 60)
         urls = [f"http://127.0.0.1:{port}" for port in service_ports]
         for i, name in enumerate(SERVICES):
@@ -206,6 +217,8 @@ def main():
         wait_until("span-metric rates for all services",
                    lambda: len(promql(query, "sum by (service) (rate(traces_spanmetrics_calls_total"
                                              "{span_kind=\"SPAN_KIND_SERVER\"}[1m]))")) == 3, 120)
+        wait_until("compactor metrics",
+                   lambda: len(promql(query, "rate(strata_compactor_passes_total[1m])")) == 1, 120)
         wait_until("service graph rates",
                    lambda: len(promql(query, "sum by (client, server) "
                                              "(rate(traces_service_graph_request_total[1m]))")) == 2, 120)
