@@ -131,17 +131,20 @@ impl CompactorMetrics {
                 &m.rows_out,
                 &m.duplicates,
             ] {
-                f.get_or_create(&l);
+                f.get_or_create(&l).inc_by(0);
             }
-            m.live_files.get_or_create(&l);
-            m.max_files_per_partition.get_or_create(&l);
+            m.live_files.get_or_create(&l).set(0);
+            m.max_files_per_partition.get_or_create(&l).set(0);
         }
         for reason in ["input", "orphan", "record"] {
             m.deleted
-                .get_or_create(&vec![("reason", reason.to_string())]);
+                .get_or_create(&vec![("reason", reason.to_string())])
+                .inc_by(0);
         }
         for stage in STAGES {
-            m.errors.get_or_create(&vec![("stage", stage.to_string())]);
+            m.errors
+                .get_or_create(&vec![("stage", stage.to_string())])
+                .inc_by(0);
         }
         m
     }
