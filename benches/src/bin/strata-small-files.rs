@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
             let mut resource_spans = Vec::new();
             for r in 0..args.trace_requests_per_file {
                 let req = traces::request(&trace_shape, n * args.trace_requests_per_file + r);
-                if ids.len() < args.sample_ids && n % 7 == 0 {
+                if ids.len() < args.sample_ids && n.is_multiple_of(7) {
                     ids.push(req.first_trace_id.clone());
                 }
                 spans += req.spans;
@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
             let mbatch = strata_schema::metrics::to_batch(&m.request.resource_metrics)?;
             // Logs, every fourth flush (logs are fewer files here).
             let mut lbatch = None;
-            if f % 4 == 0 {
+            if f.is_multiple_of(4) {
                 let mut l = logs::request(&log_shape, n);
                 shift_logs(&mut l.request.resource_logs, at);
                 records += l.records;
