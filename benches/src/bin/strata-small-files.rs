@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
             let mbatch = strata_schema::metrics::to_batch(&m.request.resource_metrics)?;
             // Logs, every fourth flush (logs are fewer files here).
             let mut lbatch = None;
-            if f.is_multiple_of(4) {
+            if f % 4 == 0 {
                 let mut l = logs::request(&log_shape, n);
                 shift_logs(&mut l.request.resource_logs, at);
                 records += l.records;
