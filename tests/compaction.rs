@@ -537,3 +537,207 @@ async fn late_files_stay_visible_and_retention_removes_whole_hours() {
     // Its files, the corrupt one too, are gone (delete_delay 0).
     assert_eq!(files_in(&storage, *HOUR).await, Vec::<String>::new());
 }
+
+/// Spans of `traces` traces with `per` spans each, trace ids `t * 3 + offset`, as one
+/// collector file naming WAL entries `offset..=offset + 2`.
+fn many_spans(traces: u64, per: u64, offset: u64) -> Vec<u8> {
+    let spans: Vec<Span> = (0..traces * per)
+        .map(|i| Span {
+            trace_id: (((i / per) * 3 + offset) as u128).to_be_bytes().to_vec(),
+            span_id: (i + 1 + offset * traces * per).to_be_bytes().to_vec(),
+            name: format!("op{}", i % 7),
+            start_time_unix_nano: (*HOUR * HOUR_NANOS) as u64 + i * 997 % 1_000_000,
+            end_time_unix_nano: (*HOUR * HOUR_NANOS) as u64 + i * 997 % 1_000_000 + 50,
+            ..Default::default()
+        })
+        .collect();
+    let batch = strata_schema::traces::to_batch(&[ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+    .unwrap();
+    let options = ParquetOptions {
+        row_group_rows: 4096,
+        zstd_level: 1,
+    };
+    let wal = parquet::file::metadata::KeyValue::new(
+        strata_storage::format::wal_entries::KEY.to_string(),
+        format!("{}-{}", offset, offset + 2),
+    );
+    encode(Signal::Traces, &[batch], vec![wal], options)
+        .unwrap()
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_split_by_trace_and_keep_the_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = storage_over(&Place::local(dir.path()), None);
+    // 3 files of 3,000 traces x 4 spans, interleaving trace ids.
+    for (c, offset) in [("c1", 0), ("c2", 1), ("c3", 2)] {
+        let rel = layout::file_path("t", Signal::Traces, *HOUR, c);
+        storage
+            .store
+            .put(
+                &storage.path(&rel),
+                PutPayload::from(many_spans(3000, 4, offset)),
+            )
+            .await
+            .unwrap();
+    }
+    let before = read(&storage).await;
+    let mut small = config("k");
+    small.target_file_bytes = 1; // split at every trace boundary after a full output batch
+    let report = pass::run(
+        &storage,
+        &small,
+        now_ms(),
+        &CompactorMetrics::default(),
+        &Skipped::default(),
+    )
+    .await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert!(report.files_out >= 3, "{report:?}");
+    assert_eq!(read(&storage).await, before);
+    // Each output declares the format, is sorted, has a bloom filter and a page index, carries
+    // the inputs' WAL entries per collector, and no trace id is in two outputs.
+    let mut seen_traces: BTreeMap<String, String> = BTreeMap::new();
+    let names = files_in(&storage, *HOUR).await;
+    assert_eq!(names.len() as u64, report.files_out, "{names:?}");
+    for name in names {
+        let path = storage.path(&format!(
+            "{}/{name}",
+            layout::partition_dir("t", Signal::Traces, *HOUR)
+        ));
+        let bytes = storage
+            .store
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new_with_options(
+                bytes,
+                parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+                    .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
+            )
+            .unwrap();
+        let meta = builder.metadata().clone();
+        strata_storage::format::check(&meta, Signal::Traces).unwrap();
+        let tid = (0..meta.file_metadata().schema_descr().num_columns())
+            .find(|&i| meta.file_metadata().schema_descr().column(i).name() == columns::TRACE_ID)
+            .unwrap();
+        for rg in meta.row_groups() {
+            assert!(rg.column(tid).bloom_filter_offset().is_some());
+        }
+        for c in ["c1", "c2", "c3"] {
+            let kv = meta.file_metadata().key_value_metadata().unwrap();
+            assert!(
+                strata_storage::format::wal_entries::of_collector(&name, kv, c).is_some(),
+                "{name}: entries of {c}"
+            );
+        }
+        let mut last = String::new();
+        for b in builder.build().unwrap() {
+            let b = b.unwrap();
+            let t = b
+                .column_by_name(columns::TRACE_ID)
+                .unwrap()
+                .as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let id = t.value(i).to_string();
+                assert!(last <= id, "sorted");
+                if let Some(other) = seen_traces.insert(id.clone(), name.clone()) {
+                    assert_eq!(other, name, "trace {id} in two outputs");
+                }
+                last = id;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn metric_points_stored_twice_are_kept_once() {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = storage_over(&Place::local(dir.path()), None);
+    let points = |from: u64, to: u64, instance: &str| -> Vec<u8> {
+        let data_points = (from..to)
+            .map(|i| NumberDataPoint {
+                time_unix_nano: (*HOUR * HOUR_NANOS) as u64 + i * 1_000_000_000,
+                value: Some(number_data_point::Value::AsDouble(i as f64)),
+                ..Default::default()
+            })
+            .collect();
+        let rm = ResourceMetrics {
+            resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+                    key: "service.instance.id".into(),
+                    value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                        value: Some(
+                            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                                instance.into(),
+                            ),
+                        ),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "queue_depth".into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let batch = strata_schema::metrics::to_batch(&[rm]).unwrap();
+        let options = ParquetOptions {
+            row_group_rows: 1024,
+            zstd_level: 1,
+        };
+        encode(Signal::Metrics, &[batch], Vec::new(), options)
+            .unwrap()
+            .0
+    };
+    // Points 0..100 and 50..150 of one instance: 50 are stored twice (a retried batch); the
+    // same series and times of another instance are other points.
+    for (c, from, to, instance) in [
+        ("c1", 0, 100, "a"),
+        ("c2", 50, 150, "a"),
+        ("c3", 0, 40, "b"),
+    ] {
+        let rel = layout::file_path("t", Signal::Metrics, *HOUR, c);
+        storage
+            .store
+            .put(
+                &storage.path(&rel),
+                PutPayload::from(points(from, to, instance)),
+            )
+            .await
+            .unwrap();
+    }
+    let report = pass::run(
+        &storage,
+        &config("k"),
+        now_ms(),
+        &CompactorMetrics::default(),
+        &Skipped::default(),
+    )
+    .await;
+    assert_eq!(
+        (report.rows_in, report.rows_out, report.duplicates),
+        (240, 190, 50),
+        "{report:?}"
+    );
+}

@@ -78,17 +78,7 @@ impl Default for CollectorConfig {
 
 impl CollectorConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.id.is_empty()
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "collector id {:?} must be non-empty [A-Za-z0-9_-]",
-                self.id
-            ));
-        }
+        strata_storage::layout::validate_writer_id("collector", &self.id)?;
         strata_schema::envelope::validate_tenant(&self.default_tenant)
             .map_err(|e| format!("default_tenant: {e}"))?;
         if self.flush_max_rows == 0 || self.row_group_rows == 0 {

@@ -131,17 +131,7 @@ impl RetentionConfig {
 
 impl CompactorConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.id.is_empty()
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "compactor id {:?} must be non-empty [A-Za-z0-9_-]",
-                self.id
-            ));
-        }
+        strata_storage::layout::validate_writer_id("compactor", &self.id)?;
         if self.row_group_rows == 0 || self.target_file_bytes == 0 {
             return Err("row_group_rows and target_file_bytes must be positive".into());
         }

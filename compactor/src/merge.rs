@@ -10,8 +10,9 @@
 //! straddles two outputs), and the next one is started: files are split by key range.
 //!
 //! Duplicates: spans by (trace id, span id) — within one trace id, which the order keeps
-//! together; metric points by their whole sort key (metric, service, series, time), which
-//! the order makes adjacent; log records are all kept.
+//! together; metric points that are equal in every column (a retried batch) — among the rows
+//! of one sort key (metric, service, series, time), which the order makes adjacent; the sort
+//! key alone is not the series (it leaves out the resource); log records are all kept.
 //!
 //! Invariants: the rows out are the rows in, in sort order, less the duplicates; memory is
 //! bounded by the limit plus one output row group, whatever the partition's size; an input
@@ -198,7 +199,7 @@ pub async fn merge(
         .enumerate()
         .map(|(i, c)| Reverse((c.rows.row(c.pos).owned(), i)))
         .collect();
-    let mut dedup = Dedup::new(signal);
+    let mut dedup = Dedup::new(signal)?;
     let mut pending: Vec<(usize, usize)> = Vec::with_capacity(OUTPUT_BATCH_ROWS);
     let mut writer: Option<(String, AsyncArrowWriter<BufWriter>)> = None;
     let mut split_due = false;
@@ -402,21 +403,52 @@ struct Dedup {
     /// Spans: the current trace id and the span ids taken in it.
     trace: Vec<u8>,
     spans: HashSet<Vec<u8>>,
-    /// Metrics: the sort key of the last row taken.
+    /// Metrics: the sort key of the last row taken ...
     last: Option<OwnedRow>,
+    /// ... the first row of its group (rows of one sort key), not yet encoded whole ...
+    group_first: Option<(RecordBatch, usize)>,
+    /// ... and the whole-row encodings of the group's rows taken.
+    group: HashSet<OwnedRow>,
+    /// Encodes whole rows (every column), for metrics.
+    whole: Option<RowConverter>,
     /// Whether the row just looked at starts a new key (a trace id, for spans).
     new_key: bool,
 }
 
 impl Dedup {
-    fn new(signal: Signal) -> Self {
-        Self {
+    fn new(signal: Signal) -> Result<Self, MergeError> {
+        let whole = match signal {
+            Signal::Metrics => Some(RowConverter::new(
+                signal
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect(),
+            )?),
+            _ => None,
+        };
+        Ok(Self {
             signal,
             trace: Vec::new(),
             spans: HashSet::new(),
             last: None,
+            group_first: None,
+            group: HashSet::new(),
+            whole,
             new_key: true,
-        }
+        })
+    }
+
+    /// Row `pos` of `batch`, every column, as one comparable row.
+    fn encode_whole(&self, batch: &RecordBatch, pos: usize) -> Result<OwnedRow, MergeError> {
+        let converter = self.whole.as_ref().ok_or_else(|| {
+            MergeError::Arrow(arrow::error::ArrowError::InvalidArgumentError(
+                "no whole-row encoder".into(),
+            ))
+        })?;
+        let one = batch.slice(pos, 1);
+        Ok(converter.convert_columns(one.columns())?.row(0).owned())
     }
 
     /// Whether outputs may only be split where a key starts (spans: a trace stays whole).
@@ -439,13 +471,24 @@ impl Dedup {
                 Ok(self.spans.insert(span.to_vec()))
             }
             Signal::Metrics => {
+                // The sort key (metric, service, series id, time) does not hold the resource,
+                // so points of two instances of a service can share it: a point is a duplicate
+                // only when its whole row equals one already taken with that key.
                 let row = rows.row(pos);
                 let same = self.last.as_ref().is_some_and(|l| l.row() == row);
                 self.new_key = !same;
                 if !same {
                     self.last = Some(row.owned());
+                    self.group.clear();
+                    self.group_first = Some((batch.clone(), pos));
+                    return Ok(true);
                 }
-                Ok(!same)
+                if let Some((first, at)) = self.group_first.take() {
+                    let encoded = self.encode_whole(&first, at)?;
+                    self.group.insert(encoded);
+                }
+                let encoded = self.encode_whole(batch, pos)?;
+                Ok(self.group.insert(encoded))
             }
             Signal::Logs => {
                 self.new_key = true;

@@ -125,6 +125,20 @@ fn file_name(collector: &str) -> String {
     )
 }
 
+/// Checks the id of a writer (a collector's prefixes its files; a compactor's is in its commit
+/// records): non-empty ASCII letters, digits, `-` and `_`, so no name it makes holds a `.`
+/// (the compactor's outputs are told apart by theirs) or a `/`.
+pub fn validate_writer_id(kind: &str, id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!("{kind} id {id:?} must be non-empty [A-Za-z0-9_-]"));
+    }
+    Ok(())
+}
+
 /// Whether `name` is a file name of `collector`.
 pub fn is_file_of(name: &str, collector: &str) -> bool {
     name.strip_prefix(collector)
