@@ -40,6 +40,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compaction import compact  # noqa: E402
 from run_case import (BIN, free_port, machine, parquet_bytes, proc_stats, sql,  # noqa: E402
                       wait_ready, write_outputs)
 
@@ -107,20 +108,6 @@ def time_query(base, q, start_s, end_s, step, repeat):
         if i > 0:
             times.append(dt * 1000)
     return times
-
-
-def compact(storage):
-    """One `strata compact --once` pass over `storage`: its report, wall and CPU seconds, peak RSS."""
-    out = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", os.path.join(BIN, "strata"), "compact", "--once",
-                          "--json", "--storage", storage, "--grace", "0s", "--delete-delay", "0s"],
-                         capture_output=True, text=True, timeout=3600)
-    if out.returncode != 0:
-        sys.exit(f"strata compact failed: {out.stderr[-3000:]}")
-    report = json.loads(out.stdout.strip().splitlines()[-1])
-    wall, user, system, rss_kib = out.stderr.strip().splitlines()[-1].split()
-    report.update({"wall_seconds": float(wall), "cpu_seconds": float(user) + float(system),
-                   "peak_rss_mib": int(rss_kib) / 1024})
-    return report
 
 
 def same_answer(a, b):

@@ -192,6 +192,15 @@ fn span_file(spans: &[(u8, u64)]) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
+    span_parquet(spans, 16, Vec::new())
+}
+
+/// `spans` as one collector file: row groups of `row_group_rows`, with `metadata`.
+fn span_parquet(
+    spans: Vec<Span>,
+    row_group_rows: usize,
+    metadata: Vec<parquet::file::metadata::KeyValue>,
+) -> Vec<u8> {
     let batch = strata_schema::traces::to_batch(&[ResourceSpans {
         scope_spans: vec![ScopeSpans {
             spans,
@@ -201,10 +210,10 @@ fn span_file(spans: &[(u8, u64)]) -> Vec<u8> {
     }])
     .unwrap();
     let options = ParquetOptions {
-        row_group_rows: 16,
+        row_group_rows,
         zstd_level: 1,
     };
-    encode(Signal::Traces, &[batch], Vec::new(), options)
+    encode(Signal::Traces, &[batch], metadata, options)
         .unwrap()
         .0
 }
@@ -551,25 +560,11 @@ fn many_spans(traces: u64, per: u64, offset: u64) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    let batch = strata_schema::traces::to_batch(&[ResourceSpans {
-        scope_spans: vec![ScopeSpans {
-            spans,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }])
-    .unwrap();
-    let options = ParquetOptions {
-        row_group_rows: 4096,
-        zstd_level: 1,
-    };
     let wal = parquet::file::metadata::KeyValue::new(
         strata_storage::format::wal_entries::KEY.to_string(),
         format!("{}-{}", offset, offset + 2),
     );
-    encode(Signal::Traces, &[batch], vec![wal], options)
-        .unwrap()
-        .0
+    span_parquet(spans, 4096, vec![wal])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
