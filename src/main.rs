@@ -97,8 +97,9 @@ fn print_report(r: &strata_compactor::Report, json: bool) {
         return;
     }
     println!(
-        "compacted {} partitions: {} files ({} bytes) -> {} files ({} bytes); {} rows in, {} rows out, {} duplicates dropped",
+        "compacted {} partitions in {} merges: {} files ({} bytes) -> {} files ({} bytes); {} rows in, {} rows out, {} duplicates dropped",
         r.partitions,
+        r.merges,
         r.files_in,
         r.bytes_in,
         r.files_out,

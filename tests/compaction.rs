@@ -283,7 +283,8 @@ fn config(id: &str) -> PassConfig {
         orphan_grace: Duration::ZERO,
         retention: RetentionConfig::default(),
         target_file_bytes: 1 << 30,
-        memory_limit_bytes: 1 << 20,
+        // Every merge takes two inputs: a partition of more files is merged in rounds.
+        memory_limit_bytes: 1,
         options: ParquetOptions {
             row_group_rows: 32,
             zstd_level: 1,
@@ -586,6 +587,7 @@ async fn outputs_split_by_trace_and_keep_the_format() {
     let before = read(&storage).await;
     let mut small = config("k");
     small.target_file_bytes = 1; // split at every trace boundary after a full output batch
+    small.memory_limit_bytes = 256 << 20; // one merge
     let report = pass::run(
         &storage,
         &small,
@@ -653,6 +655,76 @@ async fn outputs_split_by_trace_and_keep_the_format() {
                 last = id;
             }
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_over_the_memory_limit_is_merged_in_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = storage_over(&Place::local(dir.path()), None);
+    for offset in 0..6u64 {
+        let rel = layout::file_path("t", Signal::Traces, *HOUR, &format!("c{offset}"));
+        storage
+            .store
+            .put(
+                &storage.path(&rel),
+                PutPayload::from(many_spans(300, 4, offset)),
+            )
+            .await
+            .unwrap();
+    }
+    let before = read(&storage).await;
+    // Two inputs a merge: three merges of the collectors' files, then two of their outputs.
+    let report = pass::run(
+        &storage,
+        &config("k"),
+        now_ms(),
+        &CompactorMetrics::default(),
+        &Skipped::default(),
+    )
+    .await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(
+        (
+            report.partitions,
+            report.merges,
+            report.files_in,
+            report.files_out
+        ),
+        (1, 5, 6, 1),
+        "{report:?}"
+    );
+    assert_eq!((report.rows_in, report.rows_out), (6 * 1200, 6 * 1200));
+    assert_eq!(read(&storage).await, before);
+    // The one file left carries every collector's WAL entries through the rounds.
+    let names = files_in(&storage, *HOUR).await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    let path = storage.path(&format!(
+        "{}/{}",
+        layout::partition_dir("t", Signal::Traces, *HOUR),
+        names[0]
+    ));
+    let bytes = storage
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes)
+        .unwrap();
+    let kv = meta.file_metadata().key_value_metadata().unwrap();
+    for offset in 0..6u64 {
+        let entries =
+            strata_storage::format::wal_entries::of_collector(&names[0], kv, &format!("c{offset}"))
+                .unwrap();
+        assert_eq!(
+            entries,
+            [offset, offset + 1, offset + 2].into(),
+            "c{offset}"
+        );
     }
 }
 

@@ -13,6 +13,7 @@
 //! `strata compact --once`.
 
 pub mod config;
+mod dedup;
 pub mod duration;
 pub mod merge;
 pub mod metrics;

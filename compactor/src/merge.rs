@@ -1,28 +1,34 @@
 //! The streaming k-way merge of one partition's sorted files into new sorted files.
 //!
-//! Each input is read a batch at a time (its batch size set so that all inputs together stay
-//! within the memory limit); the sort-key columns of each batch are turned into byte-comparable
-//! rows (`arrow::row`), and a heap of the inputs' current rows yields the rows in order. Rows
+//! An input open for streaming costs more than its batches: the Parquet reader holds one
+//! decoder per leaf column (each with its own zstd context, ~100 KiB) and the compressed
+//! column chunks of its current row group. So the small inputs (each decoded smaller than its
+//! decoders: a collector's flushes) are read whole up front, one after another, into one
+//! batch whose rows are sorted by key, and their readers dropped; that batch is one input of
+//! the merge. A larger input is streamed a batch at a time, its batch size set so that the
+//! streamed inputs' batches fit what the limit leaves. [`Opened::cost`] estimates what an input holds while it is merged,
+//! and [`take_group`] picks the inputs of one merge so that their costs fit the limit: a
+//! partition bigger than that is merged in rounds, each its own commit. The sort-key columns
+//! of each batch are turned into byte-comparable rows (`arrow::row`), and a heap of the
+//! inputs' current rows yields the rows in order. Rows
 //! are gathered into output batches with `interleave` and written through the storage's format
 //! ([`strata_storage::format::writer_properties`]), so outputs keep the sort order, the bloom
 //! filter on `trace_id`, page statistics and indexes, encodings and format metadata. An
 //! output file is closed once it reaches the target size, at a key boundary (a trace never
 //! straddles two outputs), and the next one is started: files are split by key range.
 //!
-//! Duplicates: spans by (trace id, span id) — within one trace id, which the order keeps
-//! together; metric points that are equal in every column (a retried batch) — among the rows
-//! of one sort key (metric, service, series, time), which the order makes adjacent; the sort
-//! key alone is not the series (it leaves out the resource); log records are all kept.
+//! Duplicates are dropped as [`crate::dedup`] decides, row by row in merge order.
 //!
 //! Invariants: the rows out are the rows in, in sort order, less the duplicates; memory is
-//! bounded by the limit plus one output row group, whatever the partition's size; an input
+//! bounded by the limit (as far as [`Opened::cost`] estimates it) plus one output row group,
+//! whatever the partition's size; an input
 //! that cannot be read fails the merge (nothing is committed), naming the file.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
@@ -31,15 +37,29 @@ use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::KeyValue;
-use strata_schema::{Signal, columns};
+use strata_schema::Signal;
 use strata_storage::format::{self, ParquetOptions};
 use strata_storage::reader::FileReader;
+
+use crate::dedup::{Dedup, Row};
 
 /// Rows per output batch handed to the writer.
 const OUTPUT_BATCH_ROWS: usize = 8192;
 /// Bounds of an input's batch size.
 const MIN_INPUT_BATCH: usize = 64;
+/// Rows per batch of a drained input.
+const MAX_DRAINED_BATCH: usize = 64 * 1024;
 const MAX_INPUT_BATCH: usize = 8192;
+/// What a streamed input's reader holds per leaf column: a page decoder with a zstd
+/// decompression context (~96 KiB, measured) and an idle compression context.
+pub const DECODER_BYTES: usize = 128 * 1024;
+/// Decoded Arrow bytes per uncompressed Parquet byte until [`decoded_ratio`] measured the
+/// partition's: dictionary-encoded strings and maps expand when decoded (measured on a
+/// collector's files: logs 5, spans 8, metric points 25).
+pub const DEFAULT_DECODED_RATIO: f64 = 8.0;
+/// The share of the memory limit that the inputs' fixed costs may take; the rest is for the
+/// streamed inputs' batches.
+const FIXED_SHARE_PERCENT: usize = 75;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -65,6 +85,13 @@ pub struct Opened {
     builder: ParquetRecordBatchStreamBuilder<FileReader>,
     /// Uncompressed bytes per row, from the footer.
     row_bytes: usize,
+    /// Leaf columns (one decoder each when streamed).
+    leaves: usize,
+    /// Decoded bytes per uncompressed byte (see [`decoded_ratio`]).
+    pub ratio: f64,
+    /// Uncompressed bytes, and compressed bytes of the largest row group, from the footer.
+    uncompressed: usize,
+    largest_row_group: usize,
     pub rows: u64,
     /// The file's `strata.wal_entries*` metadata, carried into the outputs.
     pub wal_entries: Vec<KeyValue>,
@@ -110,13 +137,94 @@ pub async fn open(
                 .collect()
         })
         .unwrap_or_default();
+    let largest_row_group = metadata
+        .row_groups()
+        .iter()
+        .map(|g| g.compressed_size().max(0) as usize)
+        .max()
+        .unwrap_or(0);
     Ok(Opened {
         meta,
+        leaves: metadata.file_metadata().schema_descr().num_columns(),
+        ratio: DEFAULT_DECODED_RATIO,
+        uncompressed: bytes.max(0) as usize,
+        largest_row_group,
         builder,
         row_bytes: (bytes.max(0) as usize / rows.max(1) as usize).max(1),
         rows,
         wal_entries,
     })
+}
+
+impl Opened {
+    /// Whether the input is read whole before the merge: when its decoded rows take less
+    /// memory than a streaming reader's decoders would.
+    fn drains(&self) -> bool {
+        self.decoded() <= self.leaves * DECODER_BYTES
+    }
+
+    fn decoded(&self) -> usize {
+        (self.uncompressed as f64 * self.ratio) as usize
+    }
+
+    /// Decoded bytes of one row.
+    fn decoded_row(&self) -> usize {
+        ((self.row_bytes as f64 * self.ratio) as usize).max(1)
+    }
+
+    /// What the input holds while it is merged, besides a streamed input's batch: all its
+    /// rows twice if drained (read, then gathered into one batch), else its decoders and its
+    /// current row group's compressed chunks.
+    pub fn cost(&self) -> usize {
+        if self.drains() {
+            self.decoded().saturating_mul(2)
+        } else {
+            self.leaves * DECODER_BYTES + self.largest_row_group
+        }
+    }
+}
+
+/// Measures decoded bytes per uncompressed byte on one file of a partition (its smallest,
+/// read whole), for [`Opened::ratio`]: files of one partition have one shape.
+pub async fn decoded_ratio(input: Opened) -> Result<f64, MergeError> {
+    let path = input.meta.location.clone();
+    let uncompressed = input.uncompressed.max(1);
+    let mut stream = input
+        .builder
+        .with_batch_size(input.rows.clamp(1, MAX_DRAINED_BATCH as u64) as usize)
+        .build()
+        .map_err(|source| MergeError::Input {
+            path: path.clone(),
+            source,
+        })?;
+    let mut decoded = 0usize;
+    while let Some(b) = next(&mut stream, &path).await? {
+        decoded += b.get_array_memory_size();
+    }
+    Ok((decoded as f64 / uncompressed as f64).max(1.0))
+}
+
+/// Takes from `pool` the inputs of one merge: smallest first, as many as their costs fit in
+/// `memory` (a share of it: the rest is for batches), and two at least; none if the pool
+/// holds fewer than two. Smallest first, so that outputs of earlier rounds, larger, are
+/// merged last and rewritten as rarely as possible.
+pub fn take_group(pool: &mut Vec<Opened>, memory: usize) -> Vec<Opened> {
+    if pool.len() < 2 {
+        return Vec::new();
+    }
+    pool.sort_by_key(|o| std::cmp::Reverse(o.meta.size));
+    let budget = memory / 100 * FIXED_SHARE_PERCENT;
+    let mut group: Vec<Opened> = Vec::new();
+    let mut used = 0usize;
+    while let Some(next) = pool.last() {
+        let cost = next.cost();
+        if group.len() >= 2 && used.saturating_add(cost) > budget {
+            break;
+        }
+        used = used.saturating_add(cost);
+        group.extend(pool.pop());
+    }
+    group
 }
 
 /// What a merge wrote.
@@ -143,14 +251,54 @@ pub struct Output {
     pub on_create: Box<dyn FnMut(&str) + Send>,
 }
 
+/// Where a cursor's batches come from.
+enum Source {
+    /// The small inputs, read whole (their readers gone), as one batch and the order of its
+    /// rows; handed out a slice of that order at a time.
+    Sorted {
+        all: RecordBatch,
+        order: Vec<u32>,
+        next: usize,
+    },
+    Stream(ParquetRecordBatchStream<FileReader>),
+}
+
+impl Source {
+    async fn next(&mut self, path: &Path) -> Result<Option<RecordBatch>, MergeError> {
+        match self {
+            Source::Sorted { all, order, next } => {
+                if *next >= order.len() {
+                    return Ok(None);
+                }
+                let end = (*next + OUTPUT_BATCH_ROWS).min(order.len());
+                let indices = UInt32Array::from(order[*next..end].to_vec());
+                *next = end;
+                Ok(Some(arrow::compute::take_record_batch(all, &indices)?))
+            }
+            Source::Stream(stream) => {
+                stream
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|source| MergeError::Input {
+                        path: path.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+}
+
 struct Cursor {
-    stream: ParquetRecordBatchStream<FileReader>,
+    source: Source,
     path: Path,
     batch: RecordBatch,
     rows: Rows,
     pos: usize,
     /// Index of `batch` in the merge's list of held batches.
     held: usize,
+    /// `batch`'s rows encoded whole, once the dedup needed them.
+    whole: Option<Rows>,
 }
 
 /// Merges `inputs` (opened by [`open`]) into new files; `memory` bounds the input batches.
@@ -172,15 +320,31 @@ pub async fn merge(
             .map(|&i| SortField::new(schema.field(i).data_type().clone()))
             .collect(),
     )?;
-    let per_row: usize = inputs.iter().map(|i| i.row_bytes).sum::<usize>().max(1);
-    let batch_rows = (memory / per_row).clamp(MIN_INPUT_BATCH, MAX_INPUT_BATCH);
+    let fixed: usize = inputs.iter().map(Opened::cost).sum();
+    let per_row: usize = inputs
+        .iter()
+        .filter(|i| !i.drains())
+        .map(Opened::decoded_row)
+        .sum::<usize>()
+        .max(1);
+    let batch_rows =
+        (memory.saturating_sub(fixed) / per_row).clamp(MIN_INPUT_BATCH, MAX_INPUT_BATCH);
     let mut merged = Merged {
         rows_in: inputs.iter().map(|i| i.rows).sum(),
         ..Default::default()
     };
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut cursors: Vec<Cursor> = Vec::with_capacity(inputs.len());
-    for input in inputs {
+    let (drained, streamed): (Vec<Opened>, Vec<Opened>) =
+        inputs.into_iter().partition(Opened::drains);
+    if !drained.is_empty() {
+        let path = Path::from(format!("{} small inputs", drained.len()));
+        let source = sort_drained(drained, &schema, &converter, &key_idx).await?;
+        if let Some(c) = first_batch(source, path, &converter, &key_idx, &mut held).await? {
+            cursors.push(c);
+        }
+    }
+    for input in streamed {
         let path = input.meta.location.clone();
         let stream = input
             .builder
@@ -190,7 +354,8 @@ pub async fn merge(
                 path: path.clone(),
                 source,
             })?;
-        if let Some(c) = first_batch(stream, path, &converter, &key_idx, &mut held).await? {
+        let source = Source::Stream(stream);
+        if let Some(c) = first_batch(source, path, &converter, &key_idx, &mut held).await? {
             cursors.push(c);
         }
     }
@@ -207,8 +372,15 @@ pub async fn merge(
         // Take rows from input `i` while they sort no later than every other input's head.
         loop {
             let (keep, at) = {
-                let c = &cursors[i];
-                (dedup.keep(&c.batch, c.pos, &c.rows)?, (c.held, c.pos))
+                let c = &mut cursors[i];
+                let at = (c.held, c.pos);
+                let row = Row {
+                    batch: &c.batch,
+                    pos: c.pos,
+                    keys: &c.rows,
+                    whole: &mut c.whole,
+                };
+                (dedup.keep(row)?, at)
             };
             let boundary = dedup.new_key;
             if split_due && boundary {
@@ -256,26 +428,68 @@ pub async fn merge(
     Ok(merged)
 }
 
+/// Reads the small inputs whole, one after another (so that one reader at a time holds its
+/// decoders), into one batch, and sorts its rows by key: a merge of many small files then
+/// takes its rows from one batch instead of interleaving hundreds.
+async fn sort_drained(
+    inputs: Vec<Opened>,
+    schema: &arrow::datatypes::SchemaRef,
+    converter: &RowConverter,
+    key_idx: &[usize],
+) -> Result<Source, MergeError> {
+    let mut batches = Vec::new();
+    for input in inputs {
+        let path = input.meta.location.clone();
+        let mut stream = input
+            .builder
+            .with_batch_size(input.rows.clamp(1, MAX_DRAINED_BATCH as u64) as usize)
+            .build()
+            .map_err(|source| MergeError::Input {
+                path: path.clone(),
+                source,
+            })?;
+        while let Some(b) = next(&mut stream, &path).await? {
+            batches.push(b);
+        }
+    }
+    let all = arrow::compute::concat_batches(schema, &batches)?;
+    drop(batches);
+    let keys = to_rows(converter, key_idx, &all)?;
+    let rows = u32::try_from(all.num_rows()).map_err(|_| {
+        MergeError::Arrow(arrow::error::ArrowError::InvalidArgumentError(
+            "more than 2^32 rows of small inputs in one merge".into(),
+        ))
+    })?;
+    let mut order: Vec<u32> = (0..rows).collect();
+    order.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+    Ok(Source::Sorted {
+        all,
+        order,
+        next: 0,
+    })
+}
+
 async fn first_batch(
-    mut stream: ParquetRecordBatchStream<FileReader>,
+    mut source: Source,
     path: Path,
     converter: &RowConverter,
     key_idx: &[usize],
     held: &mut Vec<RecordBatch>,
 ) -> Result<Option<Cursor>, MergeError> {
-    while let Some(batch) = next(&mut stream, &path).await? {
+    while let Some(batch) = source.next(&path).await? {
         if batch.num_rows() == 0 {
             continue;
         }
         let rows = to_rows(converter, key_idx, &batch)?;
         held.push(batch.clone());
         return Ok(Some(Cursor {
-            stream,
+            source,
             path,
             batch,
             rows,
             pos: 0,
             held: held.len() - 1,
+            whole: None,
         }));
     }
     Ok(None)
@@ -315,7 +529,7 @@ async fn advance(
     if c.pos < c.batch.num_rows() {
         return Ok(true);
     }
-    while let Some(batch) = next(&mut c.stream, &c.path).await? {
+    while let Some(batch) = c.source.next(&c.path).await? {
         if batch.num_rows() == 0 {
             continue;
         }
@@ -324,6 +538,7 @@ async fn advance(
         c.batch = batch;
         c.pos = 0;
         c.held = held.len() - 1;
+        c.whole = None;
         return Ok(true);
     }
     Ok(false)
@@ -395,117 +610,4 @@ async fn finish(
         merged.outputs.push((name, w.bytes_written() as u64));
     }
     Ok(())
-}
-
-/// Which rows are duplicates of rows already taken.
-struct Dedup {
-    signal: Signal,
-    /// Spans: the current trace id and the span ids taken in it.
-    trace: Vec<u8>,
-    spans: HashSet<Vec<u8>>,
-    /// Metrics: the sort key of the last row taken ...
-    last: Option<OwnedRow>,
-    /// ... the first row of its group (rows of one sort key), not yet encoded whole ...
-    group_first: Option<(RecordBatch, usize)>,
-    /// ... and the whole-row encodings of the group's rows taken.
-    group: HashSet<OwnedRow>,
-    /// Encodes whole rows (every column), for metrics.
-    whole: Option<RowConverter>,
-    /// Whether the row just looked at starts a new key (a trace id, for spans).
-    new_key: bool,
-}
-
-impl Dedup {
-    fn new(signal: Signal) -> Result<Self, MergeError> {
-        let whole = match signal {
-            Signal::Metrics => Some(RowConverter::new(
-                signal
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect(),
-            )?),
-            _ => None,
-        };
-        Ok(Self {
-            signal,
-            trace: Vec::new(),
-            spans: HashSet::new(),
-            last: None,
-            group_first: None,
-            group: HashSet::new(),
-            whole,
-            new_key: true,
-        })
-    }
-
-    /// Row `pos` of `batch`, every column, as one comparable row.
-    fn encode_whole(&self, batch: &RecordBatch, pos: usize) -> Result<OwnedRow, MergeError> {
-        let converter = self.whole.as_ref().ok_or_else(|| {
-            MergeError::Arrow(arrow::error::ArrowError::InvalidArgumentError(
-                "no whole-row encoder".into(),
-            ))
-        })?;
-        let one = batch.slice(pos, 1);
-        Ok(converter.convert_columns(one.columns())?.row(0).owned())
-    }
-
-    /// Whether outputs may only be split where a key starts (spans: a trace stays whole).
-    fn splits_on_key(&self) -> bool {
-        self.signal == Signal::Traces
-    }
-
-    /// Whether row `pos` of `batch` (its sort keys in `rows`) is kept.
-    fn keep(&mut self, batch: &RecordBatch, pos: usize, rows: &Rows) -> Result<bool, MergeError> {
-        match self.signal {
-            Signal::Traces => {
-                let trace = string(batch, columns::TRACE_ID)?.value(pos).as_bytes();
-                let span = string(batch, columns::SPAN_ID)?.value(pos).as_bytes();
-                self.new_key = trace != self.trace.as_slice();
-                if self.new_key {
-                    self.trace.clear();
-                    self.trace.extend_from_slice(trace);
-                    self.spans.clear();
-                }
-                Ok(self.spans.insert(span.to_vec()))
-            }
-            Signal::Metrics => {
-                // The sort key (metric, service, series id, time) does not hold the resource,
-                // so points of two instances of a service can share it: a point is a duplicate
-                // only when its whole row equals one already taken with that key.
-                let row = rows.row(pos);
-                let same = self.last.as_ref().is_some_and(|l| l.row() == row);
-                self.new_key = !same;
-                if !same {
-                    self.last = Some(row.owned());
-                    self.group.clear();
-                    self.group_first = Some((batch.clone(), pos));
-                    return Ok(true);
-                }
-                if let Some((first, at)) = self.group_first.take() {
-                    let encoded = self.encode_whole(&first, at)?;
-                    self.group.insert(encoded);
-                }
-                let encoded = self.encode_whole(batch, pos)?;
-                Ok(self.group.insert(encoded))
-            }
-            Signal::Logs => {
-                self.new_key = true;
-                Ok(true)
-            }
-        }
-    }
-}
-
-fn string<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a StringArray, MergeError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .filter(|c| c.null_count() == 0)
-        .ok_or_else(|| {
-            MergeError::Arrow(arrow::error::ArrowError::SchemaError(format!(
-                "{name} is not a non-null string column"
-            )))
-        })
 }

@@ -13,7 +13,7 @@ use crate::pass::Report;
 #[derive(Clone, Default)]
 pub struct CompactorMetrics {
     pub passes: Counter,
-    pub partitions: Family<Labels, Counter>,
+    pub merges: Family<Labels, Counter>,
     pub files_in: Family<Labels, Counter>,
     pub bytes_in: Family<Labels, Counter>,
     pub files_out: Family<Labels, Counter>,
@@ -49,11 +49,15 @@ impl CompactorMetrics {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("strata_compactor");
         r.register("passes", "Passes run", m.passes.clone());
-        r.register("partitions", "Partitions compacted", m.partitions.clone());
-        r.register("input_files", "Files compacted away", m.files_in.clone());
+        r.register(
+            "merges",
+            "Merges committed (a partition whose files exceed the memory limit takes several)",
+            m.merges.clone(),
+        );
+        r.register("input_files", "Files read by merges", m.files_in.clone());
         r.register(
             "input_bytes",
-            "Bytes of files compacted away",
+            "Bytes of files read by merges",
             m.bytes_in.clone(),
         );
         r.register(
@@ -122,7 +126,7 @@ impl CompactorMetrics {
         for signal in Signal::ALL {
             let l = sig(signal);
             for f in [
-                &m.partitions,
+                &m.merges,
                 &m.files_in,
                 &m.bytes_in,
                 &m.files_out,
@@ -170,7 +174,7 @@ impl CompactorMetrics {
         bytes_out: u64,
     ) {
         let l = sig(signal);
-        self.partitions.get_or_create(&l).inc();
+        self.merges.get_or_create(&l).inc();
         self.files_in.get_or_create(&l).inc_by(files_in);
         self.bytes_in.get_or_create(&l).inc_by(bytes_in);
         self.files_out

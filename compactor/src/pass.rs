@@ -4,11 +4,13 @@
 //! Per partition (newest hours first), from one fresh resolution of its files and records:
 //! 1. past the retention (its whole hour older than now minus the retention): a retention
 //!    commit names every live file as an input, with no outputs — invisible at once;
-//! 2. otherwise, once the hour closed `grace` ago and it holds two or more live files of which
-//!    one at least is not an output already: the live files are merged ([`crate::merge`])
-//!    into new outputs, then a compaction commit (create-only, numbered one past the last)
-//!    switches readers from the inputs to the outputs. A conflict (another compactor committed
-//!    that number first) deletes this pass's outputs;
+//! 2. otherwise, once the hour closed `grace` ago and it holds two or more mergeable live
+//!    files (any but outputs of half the target size or more): they are merged
+//!    ([`crate::merge`]) into new outputs, then a compaction commit (create-only, numbered one
+//!    past the last) switches readers from the inputs to the outputs. Inputs that do not fit
+//!    the memory limit together are merged in rounds, one commit each, a round's small
+//!    outputs being inputs of a later one. A conflict (another compactor committed that number
+//!    first) deletes this pass's outputs and ends the partition's pass;
 //! 3. garbage: inputs of commits at least `delete_delay` old are deleted; outputs that no
 //!    commit names and that are older than `orphan_grace` are deleted; a record that is not
 //!    its partition's newest and whose files are all gone is deleted.
@@ -42,8 +44,12 @@ use crate::metrics::CompactorMetrics;
 /// What one pass did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Report {
-    /// Partitions compacted.
+    /// Partitions compacted, and the merges that took (one commit each; a partition whose
+    /// inputs exceed the memory limit takes several rounds).
     pub partitions: u64,
+    pub merges: u64,
+    /// The partitions' own files, bytes and rows merged (files written by this pass and
+    /// merged again in a later round are not counted again).
     pub files_in: u64,
     pub bytes_in: u64,
     pub files_out: u64,
@@ -164,10 +170,10 @@ pub async fn run(
                         ctx.expire(hour, &mut partition, &mut report).await;
                     }
                 } else if end_ms.saturating_add(ms(config.grace)) <= now_ms
-                    && needs_compaction(&partition)
+                    && needs_compaction(&partition, config.target_file_bytes)
                 {
                     ctx.compact(hour, &mut partition, &mut report).await;
-                    if needs_compaction(&partition) {
+                    if needs_compaction(&partition, config.target_file_bytes) {
                         report.pending_partitions += 1;
                         oldest_pending = Some(oldest_pending.map_or(hour, |o| o.min(hour)));
                     }
@@ -184,15 +190,31 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Two or more live files, one at least not already an output.
-fn needs_compaction(p: &Partition) -> bool {
-    let mut n = 0;
-    let mut fresh = false;
-    for f in p.live() {
-        n += 1;
-        fresh |= !layout::is_compacted(f.location.filename().unwrap_or_default());
-    }
-    n >= 2 && fresh
+/// Whether a live file is merged when its partition is compacted: unless it is an output
+/// already of half the target size or more (a full output is final; rewriting it for each
+/// late file would cost more than the file saves).
+fn mergeable(m: &ObjectMeta, target_file_bytes: u64) -> bool {
+    !layout::is_compacted(m.location.filename().unwrap_or_default())
+        || m.size < target_file_bytes / 2
+}
+
+/// Two or more mergeable live files.
+fn needs_compaction(p: &Partition, target_file_bytes: u64) -> bool {
+    p.live()
+        .filter(|m| mergeable(m, target_file_bytes))
+        .nth(1)
+        .is_some()
+}
+
+/// One partition's compaction so far.
+#[derive(Default)]
+struct Done {
+    rounds: u64,
+    /// Of the partition's own files (not those this pass wrote and merged again).
+    files_in: u64,
+    bytes_in: u64,
+    rows_in: u64,
+    duplicates: u64,
 }
 
 /// The tenants below the root (`tenant=<t>/` directories).
@@ -283,40 +305,136 @@ impl Ctx<'_> {
         }
     }
 
+    /// Compacts the partition's mergeable files in rounds: each round merges the inputs that
+    /// fit the memory limit ([`merge::take_group`]) and commits; outputs small enough to be
+    /// merged again go back into the pool. Stops at the first round that does not commit.
     async fn compact(&self, hour: i64, partition: &mut Partition, report: &mut Report) {
         let store = self.storage.store.clone();
+        let target = self.config.target_file_bytes;
         let candidates: Vec<ObjectMeta> = partition
             .live()
-            .filter(|m| !self.skipped.contains(&m.location))
+            .filter(|m| mergeable(m, target) && !self.skipped.contains(&m.location))
             .cloned()
             .collect();
-        let mut opened = Vec::new();
+        let mut pool = Vec::new();
         for meta in candidates {
             let path = meta.location.clone();
             match merge::open(store.clone(), meta, self.signal).await {
-                Ok(o) => opened.push(o),
+                Ok(o) => pool.push(o),
                 Err(e) => self.skip(path, &e, report),
             }
         }
-        if opened.len() < 2 {
+        let smallest = pool
+            .iter()
+            .min_by_key(|o| o.meta.size)
+            .map(|o| o.meta.clone());
+        let ratio = self.decoded_ratio(smallest).await;
+        for o in &mut pool {
+            o.ratio = ratio;
+        }
+        // Files this pass wrote: merged again, they are not the partition's input.
+        let mut written: HashSet<String> = HashSet::new();
+        let mut done = Done::default();
+        let started = std::time::Instant::now();
+        // Each round takes two inputs at least and gives back one at most: bounded.
+        for _ in 0..pool.len() {
+            let group = merge::take_group(&mut pool, self.config.memory_limit_bytes);
+            if group.len() < 2 {
+                break;
+            }
+            for o in &group {
+                let name = o.meta.location.filename().unwrap_or_default();
+                if !written.contains(name) {
+                    done.files_in += 1;
+                    done.bytes_in += o.meta.size;
+                    done.rows_in += o.rows;
+                }
+            }
+            let Some(outputs) = self
+                .merge_round(hour, partition, group, &mut done, report)
+                .await
+            else {
+                break;
+            };
+            for meta in outputs {
+                written.extend(meta.location.filename().map(str::to_string));
+                if mergeable(&meta, target) {
+                    let path = meta.location.clone();
+                    match merge::open(store.clone(), meta, self.signal).await {
+                        Ok(mut o) => {
+                            o.ratio = ratio;
+                            pool.push(o)
+                        }
+                        Err(e) => self.skip(path, &e, report),
+                    }
+                }
+            }
+        }
+        if done.rounds == 0 {
             return;
         }
-        let names: Vec<String> = opened
+        let (files_out, bytes_out) = partition
+            .live()
+            .filter(|m| written.contains(m.location.filename().unwrap_or_default()))
+            .fold((0u64, 0u64), |(n, b), m| (n + 1, b + m.size));
+        info!(
+            tenant = %self.tenant, signal = %self.signal, partition = %layout::hour_key(hour),
+            rounds = done.rounds, files_in = done.files_in, bytes_in = done.bytes_in,
+            files_out, bytes_out, rows_in = done.rows_in, duplicates = done.duplicates,
+            seconds = started.elapsed().as_secs_f64(), "compacted"
+        );
+        report.partitions += 1;
+        report.merges += done.rounds;
+        report.files_in += done.files_in;
+        report.bytes_in += done.bytes_in;
+        report.files_out += files_out;
+        report.bytes_out += bytes_out;
+        report.rows_in += done.rows_in;
+        report.rows_out += done.rows_in - done.duplicates.min(done.rows_in);
+        report.duplicates += done.duplicates;
+    }
+
+    /// Decoded bytes per uncompressed byte in this partition, measured on its smallest file
+    /// (one more read of a small file); the default if that fails (the merge reports why).
+    async fn decoded_ratio(&self, smallest: Option<ObjectMeta>) -> f64 {
+        let Some(smallest) = smallest else {
+            return merge::DEFAULT_DECODED_RATIO;
+        };
+        let store = self.storage.store.clone();
+        match merge::open(store, smallest, self.signal).await {
+            Ok(o) => merge::decoded_ratio(o)
+                .await
+                .unwrap_or(merge::DEFAULT_DECODED_RATIO),
+            Err(_) => merge::DEFAULT_DECODED_RATIO,
+        }
+    }
+
+    /// Merges `group` and commits the switch to its outputs; the outputs, or `None` if
+    /// nothing was committed.
+    async fn merge_round(
+        &self,
+        hour: i64,
+        partition: &mut Partition,
+        group: Vec<merge::Opened>,
+        done: &mut Done,
+        report: &mut Report,
+    ) -> Option<Vec<ObjectMeta>> {
+        let names: Vec<String> = group
             .iter()
             .filter_map(|o| o.meta.location.filename().map(str::to_string))
             .collect();
         let carried = wal_entries::carry(
             &names
                 .iter()
-                .zip(&opened)
+                .zip(&group)
                 .map(|(n, o)| (n.as_str(), o.wal_entries.as_slice()))
                 .collect::<Vec<_>>(),
         );
-        let bytes_in: u64 = opened.iter().map(|o| o.meta.size).sum();
+        let bytes_in: u64 = group.iter().map(|o| o.meta.size).sum();
         let dir = self.partition_dir(hour);
         let created = Arc::new(Mutex::new(Vec::<String>::new()));
         let output = Output {
-            store: store.clone(),
+            store: self.storage.store.clone(),
             dir: dir.clone(),
             signal: self.signal,
             options: self.config.options,
@@ -332,8 +450,7 @@ impl Ctx<'_> {
                 }
             }),
         };
-        let started = std::time::Instant::now();
-        let merged = match merge::merge(opened, self.config.memory_limit_bytes, output).await {
+        let merged = match merge::merge(group, self.config.memory_limit_bytes, output).await {
             Ok(m) => m,
             Err(e) => {
                 warn!(tenant = %self.tenant, signal = %self.signal, partition = %layout::hour_key(hour), error = %e, "merge failed");
@@ -346,7 +463,7 @@ impl Ctx<'_> {
                     report.errors.push(e.to_string());
                     self.metrics.error("merge");
                 }
-                return;
+                return None;
             }
         };
         let commit = Commit {
@@ -360,32 +477,23 @@ impl Ctx<'_> {
             rows_out: merged.rows_out,
         };
         if !self.commit(hour, partition, commit, report).await {
-            return;
+            return None;
         }
         let bytes_out: u64 = merged.outputs.iter().map(|(_, s)| s).sum();
-        for (name, size) in &merged.outputs {
-            partition.files.push(ObjectMeta {
+        let outputs: Vec<ObjectMeta> = merged
+            .outputs
+            .iter()
+            .map(|(name, size)| ObjectMeta {
                 location: dir.clone().join(name.as_str()),
                 last_modified: chrono::Utc::now(),
                 size: *size,
                 e_tag: None,
                 version: None,
-            });
-        }
-        info!(
-            tenant = %self.tenant, signal = %self.signal, partition = %layout::hour_key(hour),
-            files_in = names.len(), bytes_in, files_out = merged.outputs.len(), bytes_out,
-            rows_in = merged.rows_in, rows_out = merged.rows_out, duplicates = merged.duplicates,
-            seconds = started.elapsed().as_secs_f64(), "compacted"
-        );
-        report.partitions += 1;
-        report.files_in += names.len() as u64;
-        report.bytes_in += bytes_in;
-        report.files_out += merged.outputs.len() as u64;
-        report.bytes_out += bytes_out;
-        report.rows_in += merged.rows_in;
-        report.rows_out += merged.rows_out;
-        report.duplicates += merged.duplicates;
+            })
+            .collect();
+        partition.files.extend(outputs.iter().cloned());
+        done.rounds += 1;
+        done.duplicates += merged.duplicates;
         self.metrics.compacted(
             self.signal,
             names.len() as u64,
@@ -393,6 +501,7 @@ impl Ctx<'_> {
             &merged,
             bytes_out,
         );
+        Some(outputs)
     }
 
     fn skip(&self, path: Path, e: &dyn std::fmt::Display, report: &mut Report) {
