@@ -36,7 +36,8 @@ pub struct CompactorConfig {
     pub row_group_rows: usize,
     /// Zstd level of output pages (1-22).
     pub zstd_level: i32,
-    /// Memory for the input batches of one merge; each input's batch is sized to fit.
+    /// Memory for the inputs of one merge (rows, decoders, read buffers); a partition whose
+    /// files do not fit is merged in rounds ([`crate::merge::take_group`]).
     pub memory_limit_bytes: usize,
     /// Inputs of a commit are deleted this long after it. Must exceed the longest query plus
     /// the query service's `live_files_max_staleness_ms`.
