@@ -568,21 +568,51 @@ fn many_spans(traces: u64, per: u64, offset: u64) -> Vec<u8> {
     span_parquet(spans, 4096, vec![wal])
 }
 
+/// One pass of compactor `k` with the test settings, now.
+async fn one_pass(storage: &Storage) -> pass::Report {
+    pass::run(
+        storage,
+        &config("k"),
+        now_ms(),
+        &CompactorMetrics::default(),
+        &Skipped::default(),
+    )
+    .await
+}
+
+/// The bytes of span file `name` in the test's closed hour.
+async fn span_file_bytes(storage: &Storage, name: &str) -> bytes::Bytes {
+    let path = storage.path(&format!(
+        "{}/{name}",
+        layout::partition_dir("t", Signal::Traces, *HOUR)
+    ));
+    storage
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+}
+
+/// Puts `bytes` as a span file of `collector` in the test's closed hour.
+async fn put_span_file(storage: &Storage, collector: &str, bytes: Vec<u8>) {
+    let rel = layout::file_path("t", Signal::Traces, *HOUR, collector);
+    storage
+        .store
+        .put(&storage.path(&rel), PutPayload::from(bytes))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outputs_split_by_trace_and_keep_the_format() {
     let dir = tempfile::tempdir().unwrap();
     let (storage, _) = storage_over(&Place::local(dir.path()), None);
     // 3 files of 3,000 traces x 4 spans, interleaving trace ids.
     for (c, offset) in [("c1", 0), ("c2", 1), ("c3", 2)] {
-        let rel = layout::file_path("t", Signal::Traces, *HOUR, c);
-        storage
-            .store
-            .put(
-                &storage.path(&rel),
-                PutPayload::from(many_spans(3000, 4, offset)),
-            )
-            .await
-            .unwrap();
+        put_span_file(&storage, c, many_spans(3000, 4, offset)).await;
     }
     let before = read(&storage).await;
     let mut small = config("k");
@@ -605,18 +635,7 @@ async fn outputs_split_by_trace_and_keep_the_format() {
     let names = files_in(&storage, *HOUR).await;
     assert_eq!(names.len() as u64, report.files_out, "{names:?}");
     for name in names {
-        let path = storage.path(&format!(
-            "{}/{name}",
-            layout::partition_dir("t", Signal::Traces, *HOUR)
-        ));
-        let bytes = storage
-            .store
-            .get(&path)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let bytes = span_file_bytes(&storage, &name).await;
         let builder =
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new_with_options(
                 bytes,
@@ -663,26 +682,11 @@ async fn a_partition_over_the_memory_limit_is_merged_in_rounds() {
     let dir = tempfile::tempdir().unwrap();
     let (storage, _) = storage_over(&Place::local(dir.path()), None);
     for offset in 0..6u64 {
-        let rel = layout::file_path("t", Signal::Traces, *HOUR, &format!("c{offset}"));
-        storage
-            .store
-            .put(
-                &storage.path(&rel),
-                PutPayload::from(many_spans(300, 4, offset)),
-            )
-            .await
-            .unwrap();
+        put_span_file(&storage, &format!("c{offset}"), many_spans(300, 4, offset)).await;
     }
     let before = read(&storage).await;
     // Two inputs a merge: three merges of the collectors' files, then two of their outputs.
-    let report = pass::run(
-        &storage,
-        &config("k"),
-        now_ms(),
-        &CompactorMetrics::default(),
-        &Skipped::default(),
-    )
-    .await;
+    let report = one_pass(&storage).await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(
         (
@@ -699,19 +703,7 @@ async fn a_partition_over_the_memory_limit_is_merged_in_rounds() {
     // The one file left carries every collector's WAL entries through the rounds.
     let names = files_in(&storage, *HOUR).await;
     assert_eq!(names.len(), 1, "{names:?}");
-    let path = storage.path(&format!(
-        "{}/{}",
-        layout::partition_dir("t", Signal::Traces, *HOUR),
-        names[0]
-    ));
-    let bytes = storage
-        .store
-        .get(&path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = span_file_bytes(&storage, &names[0]).await;
     let meta = parquet::file::metadata::ParquetMetaDataReader::new()
         .parse_and_finish(&bytes)
         .unwrap();
@@ -794,14 +786,7 @@ async fn metric_points_stored_twice_are_kept_once() {
             .await
             .unwrap();
     }
-    let report = pass::run(
-        &storage,
-        &config("k"),
-        now_ms(),
-        &CompactorMetrics::default(),
-        &Skipped::default(),
-    )
-    .await;
+    let report = one_pass(&storage).await;
     assert_eq!(
         (report.rows_in, report.rows_out, report.duplicates),
         (240, 190, 50),

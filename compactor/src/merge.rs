@@ -167,6 +167,24 @@ impl Opened {
         (self.uncompressed as f64 * self.ratio) as usize
     }
 
+    /// All the input's rows; its reader (and decoders) are gone when this returns.
+    async fn read_whole(self) -> Result<Vec<RecordBatch>, MergeError> {
+        let path = self.meta.location.clone();
+        let mut stream = self
+            .builder
+            .with_batch_size(self.rows.clamp(1, MAX_DRAINED_BATCH as u64) as usize)
+            .build()
+            .map_err(|source| MergeError::Input {
+                path: path.clone(),
+                source,
+            })?;
+        let mut batches = Vec::new();
+        while let Some(b) = next(&mut stream, &path).await? {
+            batches.push(b);
+        }
+        Ok(batches)
+    }
+
     /// Decoded bytes of one row.
     fn decoded_row(&self) -> usize {
         ((self.row_bytes as f64 * self.ratio) as usize).max(1)
@@ -187,20 +205,13 @@ impl Opened {
 /// Measures decoded bytes per uncompressed byte on one file of a partition (its smallest,
 /// read whole), for [`Opened::ratio`]: files of one partition have one shape.
 pub async fn decoded_ratio(input: Opened) -> Result<f64, MergeError> {
-    let path = input.meta.location.clone();
     let uncompressed = input.uncompressed.max(1);
-    let mut stream = input
-        .builder
-        .with_batch_size(input.rows.clamp(1, MAX_DRAINED_BATCH as u64) as usize)
-        .build()
-        .map_err(|source| MergeError::Input {
-            path: path.clone(),
-            source,
-        })?;
-    let mut decoded = 0usize;
-    while let Some(b) = next(&mut stream, &path).await? {
-        decoded += b.get_array_memory_size();
-    }
+    let decoded: usize = input
+        .read_whole()
+        .await?
+        .iter()
+        .map(RecordBatch::get_array_memory_size)
+        .sum();
     Ok((decoded as f64 / uncompressed as f64).max(1.0))
 }
 
@@ -275,16 +286,7 @@ impl Source {
                 *next = end;
                 Ok(Some(arrow::compute::take_record_batch(all, &indices)?))
             }
-            Source::Stream(stream) => {
-                stream
-                    .next()
-                    .await
-                    .transpose()
-                    .map_err(|source| MergeError::Input {
-                        path: path.clone(),
-                        source,
-                    })
-            }
+            Source::Stream(stream) => next(stream, path).await,
         }
     }
 }
@@ -439,18 +441,7 @@ async fn sort_drained(
 ) -> Result<Source, MergeError> {
     let mut batches = Vec::new();
     for input in inputs {
-        let path = input.meta.location.clone();
-        let mut stream = input
-            .builder
-            .with_batch_size(input.rows.clamp(1, MAX_DRAINED_BATCH as u64) as usize)
-            .build()
-            .map_err(|source| MergeError::Input {
-                path: path.clone(),
-                source,
-            })?;
-        while let Some(b) = next(&mut stream, &path).await? {
-            batches.push(b);
-        }
+        batches.extend(input.read_whole().await?);
     }
     let all = arrow::compute::concat_batches(schema, &batches)?;
     drop(batches);
