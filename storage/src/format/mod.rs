@@ -85,7 +85,7 @@ pub fn writer_properties(
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(options.row_group_rows))
-        .set_data_page_row_count_limit(8 * 1024)
+        .set_data_page_row_count_limit(page_rows(signal))
         .set_sorting_columns(Some(sorting))
         .set_key_value_metadata(Some(kv));
     if signal == Signal::Traces {
@@ -94,6 +94,19 @@ pub fn writer_properties(
             .set_column_bloom_filter_fpp(ColumnPath::from(columns::TRACE_ID), 0.01);
     }
     Ok(tune_columns(signal, props).build())
+}
+
+/// Rows per data page at most (pages are also closed at 1 MiB). Span and log pages stay
+/// small, so that a lookup by trace id or a time filter reads little more than it needs.
+/// Metric files have no row limit: most of their 53 leaf columns are empty (histogram,
+/// summary, exemplar fields), and the page headers, statistics and index entries of those
+/// columns' small pages cost more than the samples (measured on `prometheus_vs.py` data:
+/// 2.73 bytes per sample with 8,192-row pages, 1.70 without a row limit).
+fn page_rows(signal: Signal) -> usize {
+    match signal {
+        Signal::Traces | Signal::Logs => 8 * 1024,
+        Signal::Metrics => usize::MAX,
+    }
 }
 
 /// The value of key-value metadata `key` in a file's footer.
