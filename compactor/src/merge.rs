@@ -6,23 +6,24 @@
 //! decoders: a collector's flushes) are read whole up front, one after another, into one
 //! batch whose rows are sorted by key, and their readers dropped; that batch is one input of
 //! the merge. A larger input is streamed a batch at a time, its batch size set so that the
-//! streamed inputs' batches fit what the limit leaves. [`Opened::cost`] estimates what an input holds while it is merged,
-//! and [`take_group`] picks the inputs of one merge so that their costs fit the limit: a
-//! partition bigger than that is merged in rounds, each its own commit. The sort-key columns
-//! of each batch are turned into byte-comparable rows (`arrow::row`), and a heap of the
-//! inputs' current rows yields the rows in order. Rows
-//! are gathered into output batches with `interleave` and written through the storage's format
+//! streamed inputs' batches fit what the limit leaves. [`Opened::cost`] estimates what an
+//! input holds while it is merged, and [`take_group`] picks the inputs of one merge so that
+//! their costs fit the limit: a partition bigger than that is merged in rounds, each its own
+//! commit.
+//!
+//! The sort-key columns of each batch are turned into byte-comparable rows (`arrow::row`), and
+//! a heap of the inputs' current rows yields the rows in order. Rows are gathered into output
+//! batches with `interleave` and written through the storage's format
 //! ([`strata_storage::format::writer_properties`]), so outputs keep the sort order, the bloom
 //! filter on `trace_id`, page statistics and indexes, encodings and format metadata. An
 //! output file is closed once it reaches the target size, at a key boundary (a trace never
 //! straddles two outputs), and the next one is started: files are split by key range.
-//!
 //! Duplicates are dropped as [`crate::dedup`] decides, row by row in merge order.
 //!
 //! Invariants: the rows out are the rows in, in sort order, less the duplicates; memory is
 //! bounded by the limit (as far as [`Opened::cost`] estimates it) plus one output row group,
-//! whatever the partition's size; an input
-//! that cannot be read fails the merge (nothing is committed), naming the file.
+//! whatever the partition's size; an input that cannot be read fails the merge (nothing is
+//! committed), naming the file.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -34,9 +35,10 @@ use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use strata_schema::Signal;
 use strata_storage::format::{self, ParquetOptions};
 use strata_storage::reader::FileReader;
@@ -45,14 +47,14 @@ use crate::dedup::{Dedup, Row};
 
 /// Rows per output batch handed to the writer.
 const OUTPUT_BATCH_ROWS: usize = 8192;
-/// Bounds of an input's batch size.
+/// Bounds of a streamed input's batch size.
 const MIN_INPUT_BATCH: usize = 64;
-/// Rows per batch of a drained input.
-const MAX_DRAINED_BATCH: usize = 64 * 1024;
 const MAX_INPUT_BATCH: usize = 8192;
+/// Rows per batch of an input read whole.
+const MAX_DRAINED_BATCH: usize = 64 * 1024;
 /// What a streamed input's reader holds per leaf column: a page decoder with a zstd
 /// decompression context (~96 KiB, measured) and an idle compression context.
-pub const DECODER_BYTES: usize = 128 * 1024;
+const DECODER_BYTES: usize = 128 * 1024;
 /// Decoded Arrow bytes per uncompressed Parquet byte until [`decoded_ratio`] measured the
 /// partition's: dictionary-encoded strings and maps expand when decoded (measured on a
 /// collector's files: logs 5, spans 8, metric points 25).
@@ -79,156 +81,215 @@ pub enum MergeError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
-/// One opened input, checked against the format.
+/// One opened input, checked against the format: its object and its footer, from which a
+/// reader is made without reading the footer again.
 pub struct Opened {
     pub meta: ObjectMeta,
-    builder: ParquetRecordBatchStreamBuilder<FileReader>,
-    /// Uncompressed bytes per row, from the footer.
-    row_bytes: usize,
-    /// Leaf columns (one decoder each when streamed).
-    leaves: usize,
-    /// Decoded bytes per uncompressed byte (see [`decoded_ratio`]).
-    pub ratio: f64,
-    /// Uncompressed bytes, and compressed bytes of the largest row group, from the footer.
-    uncompressed: usize,
-    largest_row_group: usize,
-    pub rows: u64,
-    /// The file's `strata.wal_entries*` metadata, carried into the outputs.
-    pub wal_entries: Vec<KeyValue>,
+    store: Arc<dyn ObjectStore>,
+    footer: ArrowReaderMetadata,
 }
 
-/// Opens `meta` and checks that it is a Strata file of `signal` in its sort order.
+/// Opens `meta` (reads its footer) and checks that it is a Strata file of `signal` in its sort
+/// order.
 pub async fn open(
     store: Arc<dyn ObjectStore>,
     meta: ObjectMeta,
     signal: Signal,
 ) -> Result<Opened, MergeError> {
-    let reader = FileReader::new(store, meta.location.clone(), meta.size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+    let mut reader = FileReader::new(store.clone(), meta.location.clone(), meta.size);
+    let footer = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(|source| MergeError::Input {
             path: meta.location.clone(),
             source,
         })?;
-    let metadata = builder.metadata().clone();
-    format::check(&metadata, signal).map_err(|e| MergeError::Unusable {
+    checked(store, meta, footer, signal)
+}
+
+/// An input whose footer is known already (an output this process just wrote), checked like
+/// [`open`]'s.
+pub fn open_written(
+    store: Arc<dyn ObjectStore>,
+    meta: ObjectMeta,
+    footer: Arc<ParquetMetaData>,
+    signal: Signal,
+) -> Result<Opened, MergeError> {
+    let footer =
+        ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::new()).map_err(|source| {
+            MergeError::Input {
+                path: meta.location.clone(),
+                source,
+            }
+        })?;
+    checked(store, meta, footer, signal)
+}
+
+fn checked(
+    store: Arc<dyn ObjectStore>,
+    meta: ObjectMeta,
+    footer: ArrowReaderMetadata,
+    signal: Signal,
+) -> Result<Opened, MergeError> {
+    format::check(footer.metadata(), signal).map_err(|e| MergeError::Unusable {
         path: meta.location.clone(),
         reason: e.to_string(),
     })?;
-    if builder.schema().fields() != signal.schema().fields() {
+    if footer.schema().fields() != signal.schema().fields() {
         return Err(MergeError::Unusable {
             path: meta.location.clone(),
             reason: "its schema is not this build's".into(),
         });
     }
-    let rows = metadata.file_metadata().num_rows().max(0) as u64;
-    let bytes: i64 = metadata
-        .row_groups()
-        .iter()
-        .map(|g| g.total_byte_size())
-        .sum();
-    let wal_entries = metadata
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .filter(|k| k.key.starts_with(format::wal_entries::KEY))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let largest_row_group = metadata
-        .row_groups()
-        .iter()
-        .map(|g| g.compressed_size().max(0) as usize)
-        .max()
-        .unwrap_or(0);
     Ok(Opened {
         meta,
-        leaves: metadata.file_metadata().schema_descr().num_columns(),
-        ratio: DEFAULT_DECODED_RATIO,
-        uncompressed: bytes.max(0) as usize,
-        largest_row_group,
-        builder,
-        row_bytes: (bytes.max(0) as usize / rows.max(1) as usize).max(1),
-        rows,
-        wal_entries,
+        store,
+        footer,
     })
 }
 
 impl Opened {
+    pub fn rows(&self) -> u64 {
+        self.footer.metadata().file_metadata().num_rows().max(0) as u64
+    }
+
+    /// The file's `strata.wal_entries*` metadata, carried into the outputs.
+    pub fn wal_entries(&self) -> Vec<KeyValue> {
+        self.footer
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .map(|kv| {
+                kv.iter()
+                    .filter(|k| k.key.starts_with(format::wal_entries::KEY))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Uncompressed bytes of its column chunks, from the footer.
+    fn uncompressed(&self) -> usize {
+        let bytes: i64 = self
+            .footer
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.total_byte_size())
+            .sum();
+        bytes.max(0) as usize
+    }
+
+    /// Leaf columns: one decoder each when streamed.
+    fn leaves(&self) -> usize {
+        self.footer
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .num_columns()
+    }
+
+    /// Compressed bytes of its largest row group: what a streaming reader fetches at once.
+    fn largest_row_group(&self) -> usize {
+        self.footer
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.compressed_size().max(0) as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Its rows decoded, at `ratio` decoded bytes per uncompressed byte.
+    fn decoded(&self, ratio: f64) -> usize {
+        (self.uncompressed() as f64 * ratio) as usize
+    }
+
     /// Whether the input is read whole before the merge: when its decoded rows take less
     /// memory than a streaming reader's decoders would.
-    fn drains(&self) -> bool {
-        self.decoded() <= self.leaves * DECODER_BYTES
-    }
-
-    fn decoded(&self) -> usize {
-        (self.uncompressed as f64 * self.ratio) as usize
-    }
-
-    /// All the input's rows; its reader (and decoders) are gone when this returns.
-    async fn read_whole(self) -> Result<Vec<RecordBatch>, MergeError> {
-        let path = self.meta.location.clone();
-        let mut stream = self
-            .builder
-            .with_batch_size(self.rows.clamp(1, MAX_DRAINED_BATCH as u64) as usize)
-            .build()
-            .map_err(|source| MergeError::Input {
-                path: path.clone(),
-                source,
-            })?;
-        let mut batches = Vec::new();
-        while let Some(b) = next(&mut stream, &path).await? {
-            batches.push(b);
-        }
-        Ok(batches)
+    fn drains(&self, ratio: f64) -> bool {
+        self.decoded(ratio) <= self.leaves() * DECODER_BYTES
     }
 
     /// Decoded bytes of one row.
-    fn decoded_row(&self) -> usize {
-        ((self.row_bytes as f64 * self.ratio) as usize).max(1)
+    fn decoded_row(&self, ratio: f64) -> usize {
+        (self.decoded(ratio) / self.rows().max(1) as usize).max(1)
     }
 
     /// What the input holds while it is merged, besides a streamed input's batch: all its
     /// rows twice if drained (read, then gathered into one batch), else its decoders and its
     /// current row group's compressed chunks.
-    pub fn cost(&self) -> usize {
-        if self.drains() {
-            self.decoded().saturating_mul(2)
+    pub fn cost(&self, ratio: f64) -> usize {
+        if self.drains(ratio) {
+            self.decoded(ratio).saturating_mul(2)
         } else {
-            self.leaves * DECODER_BYTES + self.largest_row_group
+            self.leaves() * DECODER_BYTES + self.largest_row_group()
         }
+    }
+
+    /// A reader of its rows, `batch_rows` at a time (the footer is not read again).
+    fn stream(
+        &self,
+        batch_rows: usize,
+    ) -> Result<ParquetRecordBatchStream<FileReader>, MergeError> {
+        let reader = FileReader::new(
+            self.store.clone(),
+            self.meta.location.clone(),
+            self.meta.size,
+        );
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, self.footer.clone())
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|source| MergeError::Input {
+                path: self.meta.location.clone(),
+                source,
+            })
+    }
+
+    /// All the input's rows; its reader (and decoders) are gone when this returns.
+    async fn read_whole(&self) -> Result<Vec<RecordBatch>, MergeError> {
+        let mut stream = self.stream(self.rows().clamp(1, MAX_DRAINED_BATCH as u64) as usize)?;
+        let mut batches = Vec::new();
+        while let Some(b) = next(&mut stream, &self.meta.location).await? {
+            batches.push(b);
+        }
+        Ok(batches)
     }
 }
 
-/// Measures decoded bytes per uncompressed byte on one file of a partition (its smallest,
-/// read whole), for [`Opened::ratio`]: files of one partition have one shape.
-pub async fn decoded_ratio(input: Opened) -> Result<f64, MergeError> {
-    let uncompressed = input.uncompressed.max(1);
+/// Measures decoded bytes per uncompressed byte on one file of a partition (read whole), for
+/// the costs of the partition's inputs: files of one partition have one shape.
+pub async fn decoded_ratio(input: &Opened) -> Result<f64, MergeError> {
     let decoded: usize = input
         .read_whole()
         .await?
         .iter()
         .map(RecordBatch::get_array_memory_size)
         .sum();
-    Ok((decoded as f64 / uncompressed as f64).max(1.0))
+    Ok((decoded as f64 / input.uncompressed().max(1) as f64).max(1.0))
+}
+
+/// The memory a merge may use, and how much its inputs take decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory: usize,
+    /// Decoded bytes per uncompressed byte ([`decoded_ratio`], or [`DEFAULT_DECODED_RATIO`]).
+    pub decoded_ratio: f64,
 }
 
 /// Takes from `pool` the inputs of one merge: smallest first, as many as their costs fit in
-/// `memory` (a share of it: the rest is for batches), and two at least; none if the pool
-/// holds fewer than two. Smallest first, so that outputs of earlier rounds, larger, are
+/// the memory limit (a share of it: the rest is for batches), and two at least; none if the
+/// pool holds fewer than two. Smallest first, so that outputs of earlier rounds, larger, are
 /// merged last and rewritten as rarely as possible.
-pub fn take_group(pool: &mut Vec<Opened>, memory: usize) -> Vec<Opened> {
+pub fn take_group(pool: &mut Vec<Opened>, limits: Limits) -> Vec<Opened> {
     if pool.len() < 2 {
         return Vec::new();
     }
     pool.sort_by_key(|o| std::cmp::Reverse(o.meta.size));
-    let budget = memory / 100 * FIXED_SHARE_PERCENT;
+    let budget = limits.memory / 100 * FIXED_SHARE_PERCENT;
     let mut group: Vec<Opened> = Vec::new();
     let mut used = 0usize;
     while let Some(next) = pool.last() {
-        let cost = next.cost();
+        let cost = next.cost(limits.decoded_ratio);
         if group.len() >= 2 && used.saturating_add(cost) > budget {
             break;
         }
@@ -238,11 +299,19 @@ pub fn take_group(pool: &mut Vec<Opened>, memory: usize) -> Vec<Opened> {
     group
 }
 
+/// One output file of a merge.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Its name in the partition directory.
+    pub name: String,
+    pub size: u64,
+    pub footer: Arc<ParquetMetaData>,
+}
+
 /// What a merge wrote.
 #[derive(Debug, Default, Clone)]
 pub struct Merged {
-    /// Output names (in the partition directory), with their sizes.
-    pub outputs: Vec<(String, u64)>,
+    pub outputs: Vec<Written>,
     pub rows_in: u64,
     pub rows_out: u64,
     pub duplicates: u64,
@@ -303,12 +372,13 @@ struct Cursor {
     whole: Option<Rows>,
 }
 
-/// Merges `inputs` (opened by [`open`]) into new files; `memory` bounds the input batches.
+/// Merges `inputs` (a [`take_group`] of the same `limits`) into new files.
 pub async fn merge(
     inputs: Vec<Opened>,
-    memory: usize,
+    limits: Limits,
     mut out: Output,
 ) -> Result<Merged, MergeError> {
+    let ratio = limits.decoded_ratio;
     let signal = out.signal;
     let schema = signal.schema();
     let key_idx: Vec<usize> = signal
@@ -322,42 +392,46 @@ pub async fn merge(
             .map(|&i| SortField::new(schema.field(i).data_type().clone()))
             .collect(),
     )?;
-    let fixed: usize = inputs.iter().map(Opened::cost).sum();
+    let fixed: usize = inputs.iter().map(|i| i.cost(ratio)).sum();
     let per_row: usize = inputs
         .iter()
-        .filter(|i| !i.drains())
-        .map(Opened::decoded_row)
+        .filter(|i| !i.drains(ratio))
+        .map(|i| i.decoded_row(ratio))
         .sum::<usize>()
         .max(1);
     let batch_rows =
-        (memory.saturating_sub(fixed) / per_row).clamp(MIN_INPUT_BATCH, MAX_INPUT_BATCH);
+        (limits.memory.saturating_sub(fixed) / per_row).clamp(MIN_INPUT_BATCH, MAX_INPUT_BATCH);
     let mut merged = Merged {
-        rows_in: inputs.iter().map(|i| i.rows).sum(),
+        rows_in: inputs.iter().map(Opened::rows).sum(),
         ..Default::default()
     };
     let mut held: Vec<RecordBatch> = Vec::new();
-    let mut cursors: Vec<Cursor> = Vec::with_capacity(inputs.len());
+    let mut sources: Vec<(Path, Source)> = Vec::new();
     let (drained, streamed): (Vec<Opened>, Vec<Opened>) =
-        inputs.into_iter().partition(Opened::drains);
+        inputs.into_iter().partition(|i| i.drains(ratio));
     if !drained.is_empty() {
         let path = Path::from(format!("{} small inputs", drained.len()));
-        let source = sort_drained(drained, &schema, &converter, &key_idx).await?;
-        if let Some(c) = first_batch(source, path, &converter, &key_idx, &mut held).await? {
-            cursors.push(c);
-        }
+        sources.push((
+            path,
+            sort_drained(drained, &schema, &converter, &key_idx).await?,
+        ));
     }
     for input in streamed {
-        let path = input.meta.location.clone();
-        let stream = input
-            .builder
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(|source| MergeError::Input {
-                path: path.clone(),
-                source,
-            })?;
-        let source = Source::Stream(stream);
-        if let Some(c) = first_batch(source, path, &converter, &key_idx, &mut held).await? {
+        let stream = input.stream(batch_rows)?;
+        sources.push((input.meta.location.clone(), Source::Stream(stream)));
+    }
+    let mut cursors: Vec<Cursor> = Vec::with_capacity(sources.len());
+    for (path, source) in sources {
+        let mut c = Cursor {
+            source,
+            path,
+            batch: RecordBatch::new_empty(schema.clone()),
+            rows: converter.empty_rows(0, 0),
+            pos: 0,
+            held: 0,
+            whole: None,
+        };
+        if load(&mut c, &converter, &key_idx, &mut held).await? {
             cursors.push(c);
         }
     }
@@ -440,9 +514,10 @@ async fn sort_drained(
     key_idx: &[usize],
 ) -> Result<Source, MergeError> {
     let mut batches = Vec::new();
-    for input in inputs {
+    for input in &inputs {
         batches.extend(input.read_whole().await?);
     }
+    drop(inputs);
     let all = arrow::compute::concat_batches(schema, &batches)?;
     drop(batches);
     let keys = to_rows(converter, key_idx, &all)?;
@@ -458,32 +533,6 @@ async fn sort_drained(
         order,
         next: 0,
     })
-}
-
-async fn first_batch(
-    mut source: Source,
-    path: Path,
-    converter: &RowConverter,
-    key_idx: &[usize],
-    held: &mut Vec<RecordBatch>,
-) -> Result<Option<Cursor>, MergeError> {
-    while let Some(batch) = source.next(&path).await? {
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        let rows = to_rows(converter, key_idx, &batch)?;
-        held.push(batch.clone());
-        return Ok(Some(Cursor {
-            source,
-            path,
-            batch,
-            rows,
-            pos: 0,
-            held: held.len() - 1,
-            whole: None,
-        }));
-    }
-    Ok(None)
 }
 
 async fn next(
@@ -520,6 +569,17 @@ async fn advance(
     if c.pos < c.batch.num_rows() {
         return Ok(true);
     }
+    load(c, converter, key_idx, held).await
+}
+
+/// Loads `c`'s next non-empty batch (held until the next flush) at its first row; false if
+/// its source is done.
+async fn load(
+    c: &mut Cursor,
+    converter: &RowConverter,
+    key_idx: &[usize],
+    held: &mut Vec<RecordBatch>,
+) -> Result<bool, MergeError> {
     while let Some(batch) = c.source.next(&c.path).await? {
         if batch.num_rows() == 0 {
             continue;
@@ -592,13 +652,17 @@ async fn finish(
     out: &mut Output,
     merged: &mut Merged,
 ) -> Result<(), MergeError> {
-    if let Some((name, w)) = writer.take() {
-        let mut w = w;
+    if let Some((name, mut w)) = writer.take() {
         let path = out.dir.clone().join(name.as_str());
-        w.finish()
+        let footer = w
+            .finish()
             .await
             .map_err(|source| MergeError::Output { path, source })?;
-        merged.outputs.push((name, w.bytes_written() as u64));
+        merged.outputs.push(Written {
+            name,
+            size: w.bytes_written() as u64,
+            footer: Arc::new(footer),
+        });
     }
     Ok(())
 }

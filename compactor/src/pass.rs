@@ -28,6 +28,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use serde::Serialize;
 use strata_schema::Signal;
 use strata_storage::Storage;
@@ -206,6 +207,17 @@ fn needs_compaction(p: &Partition, target_file_bytes: u64) -> bool {
         .is_some()
 }
 
+/// Decoded bytes per uncompressed byte in a partition, measured on its smallest file (one
+/// more read of a small file); the default if that fails (the merge reports why).
+async fn decoded_ratio(pool: &[merge::Opened]) -> f64 {
+    match pool.iter().min_by_key(|o| o.meta.size) {
+        Some(smallest) => merge::decoded_ratio(smallest)
+            .await
+            .unwrap_or(merge::DEFAULT_DECODED_RATIO),
+        None => merge::DEFAULT_DECODED_RATIO,
+    }
+}
+
 /// One partition's compaction so far.
 #[derive(Default)]
 struct Done {
@@ -324,21 +336,17 @@ impl Ctx<'_> {
                 Err(e) => self.skip(path, &e, report),
             }
         }
-        let smallest = pool
-            .iter()
-            .min_by_key(|o| o.meta.size)
-            .map(|o| o.meta.clone());
-        let ratio = self.decoded_ratio(smallest).await;
-        for o in &mut pool {
-            o.ratio = ratio;
-        }
+        let limits = merge::Limits {
+            memory: self.config.memory_limit_bytes,
+            decoded_ratio: decoded_ratio(&pool).await,
+        };
         // Files this pass wrote: merged again, they are not the partition's input.
         let mut written: HashSet<String> = HashSet::new();
         let mut done = Done::default();
         let started = std::time::Instant::now();
         // Each round takes two inputs at least and gives back one at most: bounded.
         for _ in 0..pool.len() {
-            let group = merge::take_group(&mut pool, self.config.memory_limit_bytes);
+            let group = merge::take_group(&mut pool, limits);
             if group.len() < 2 {
                 break;
             }
@@ -347,24 +355,21 @@ impl Ctx<'_> {
                 if !written.contains(name) {
                     done.files_in += 1;
                     done.bytes_in += o.meta.size;
-                    done.rows_in += o.rows;
+                    done.rows_in += o.rows();
                 }
             }
             let Some(outputs) = self
-                .merge_round(hour, partition, group, &mut done, report)
+                .merge_round(hour, partition, group, limits, &mut done, report)
                 .await
             else {
                 break;
             };
-            for meta in outputs {
+            for (meta, footer) in outputs {
                 written.extend(meta.location.filename().map(str::to_string));
                 if mergeable(&meta, target) {
                     let path = meta.location.clone();
-                    match merge::open(store.clone(), meta, self.signal).await {
-                        Ok(mut o) => {
-                            o.ratio = ratio;
-                            pool.push(o)
-                        }
+                    match merge::open_written(store.clone(), meta, footer, self.signal) {
+                        Ok(o) => pool.push(o),
                         Err(e) => self.skip(path, &e, report),
                     }
                 }
@@ -390,44 +395,31 @@ impl Ctx<'_> {
         report.files_out += files_out;
         report.bytes_out += bytes_out;
         report.rows_in += done.rows_in;
-        report.rows_out += done.rows_in - done.duplicates.min(done.rows_in);
+        report.rows_out += done.rows_in.saturating_sub(done.duplicates);
         report.duplicates += done.duplicates;
     }
 
-    /// Decoded bytes per uncompressed byte in this partition, measured on its smallest file
-    /// (one more read of a small file); the default if that fails (the merge reports why).
-    async fn decoded_ratio(&self, smallest: Option<ObjectMeta>) -> f64 {
-        let Some(smallest) = smallest else {
-            return merge::DEFAULT_DECODED_RATIO;
-        };
-        let store = self.storage.store.clone();
-        match merge::open(store, smallest, self.signal).await {
-            Ok(o) => merge::decoded_ratio(o)
-                .await
-                .unwrap_or(merge::DEFAULT_DECODED_RATIO),
-            Err(_) => merge::DEFAULT_DECODED_RATIO,
-        }
-    }
-
-    /// Merges `group` and commits the switch to its outputs; the outputs, or `None` if
-    /// nothing was committed.
+    /// Merges `group` and commits the switch to its outputs; the outputs with their footers,
+    /// or `None` if nothing was committed.
     async fn merge_round(
         &self,
         hour: i64,
         partition: &mut Partition,
         group: Vec<merge::Opened>,
+        limits: merge::Limits,
         done: &mut Done,
         report: &mut Report,
-    ) -> Option<Vec<ObjectMeta>> {
+    ) -> Option<Vec<(ObjectMeta, Arc<ParquetMetaData>)>> {
         let names: Vec<String> = group
             .iter()
             .filter_map(|o| o.meta.location.filename().map(str::to_string))
             .collect();
+        let entries: Vec<Vec<KeyValue>> = group.iter().map(merge::Opened::wal_entries).collect();
         let carried = wal_entries::carry(
             &names
                 .iter()
-                .zip(&group)
-                .map(|(n, o)| (n.as_str(), o.wal_entries.as_slice()))
+                .zip(&entries)
+                .map(|(n, e)| (n.as_str(), e.as_slice()))
                 .collect::<Vec<_>>(),
         );
         let bytes_in: u64 = group.iter().map(|o| o.meta.size).sum();
@@ -450,7 +442,7 @@ impl Ctx<'_> {
                 }
             }),
         };
-        let merged = match merge::merge(group, self.config.memory_limit_bytes, output).await {
+        let merged = match merge::merge(group, limits, output).await {
             Ok(m) => m,
             Err(e) => {
                 warn!(tenant = %self.tenant, signal = %self.signal, partition = %layout::hour_key(hour), error = %e, "merge failed");
@@ -472,26 +464,31 @@ impl Ctx<'_> {
             created_ms: self.now_ms,
             compactor: self.config.id.clone(),
             inputs: names.clone(),
-            outputs: merged.outputs.iter().map(|(n, _)| n.clone()).collect(),
+            outputs: merged.outputs.iter().map(|w| w.name.clone()).collect(),
             rows_in: merged.rows_in,
             rows_out: merged.rows_out,
         };
         if !self.commit(hour, partition, commit, report).await {
             return None;
         }
-        let bytes_out: u64 = merged.outputs.iter().map(|(_, s)| s).sum();
-        let outputs: Vec<ObjectMeta> = merged
+        let bytes_out: u64 = merged.outputs.iter().map(|w| w.size).sum();
+        let outputs: Vec<(ObjectMeta, Arc<ParquetMetaData>)> = merged
             .outputs
             .iter()
-            .map(|(name, size)| ObjectMeta {
-                location: dir.clone().join(name.as_str()),
-                last_modified: chrono::Utc::now(),
-                size: *size,
-                e_tag: None,
-                version: None,
+            .map(|w| {
+                let meta = ObjectMeta {
+                    location: dir.clone().join(w.name.as_str()),
+                    last_modified: chrono::Utc::now(),
+                    size: w.size,
+                    e_tag: None,
+                    version: None,
+                };
+                (meta, w.footer.clone())
             })
             .collect();
-        partition.files.extend(outputs.iter().cloned());
+        partition
+            .files
+            .extend(outputs.iter().map(|(meta, _)| meta.clone()));
         done.rounds += 1;
         done.duplicates += merged.duplicates;
         self.metrics.compacted(
