@@ -52,6 +52,28 @@ fn seq_line(i: u64) -> String {
     )
 }
 
+/// The runs of sequence numbers below `n` that are not stored, as `first..=last`: what a
+/// failing test prints so that a loss can be told from a lost batch or a lost file.
+fn missing_runs(q: &str, n: u64) -> Vec<String> {
+    let v = sql(
+        q,
+        &format!(
+            "SELECT prev, s FROM (SELECT s, lag(s, 1, -1) OVER (ORDER BY s) AS prev FROM \
+             (SELECT DISTINCT CAST(substr(body, 5, 8) AS BIGINT) AS s FROM logs \
+              UNION ALL SELECT {n})) WHERE s - prev > 1 ORDER BY s"
+        ),
+    );
+    v["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let (prev, s) = (r[0].as_i64().unwrap_or(0), r[1].as_i64().unwrap_or(0));
+            format!("{}..={}", prev + 1, s - 1)
+        })
+        .collect()
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Rotation {
     None,
@@ -236,7 +258,18 @@ fn copytruncate_rotation_has_no_duplicates_and_counts_truncations() {
     // The writer wrote nothing between copy and truncate: when the tailer saw every
     // truncation, it finished each old content from its copy and lost nothing.
     if truncations == rotations {
-        assert_eq!(lost, 0, "lost lines although every truncation was seen");
+        assert_eq!(
+            lost,
+            0,
+            "lost lines although every truncation was seen: {:?}\n{}",
+            missing_runs(&s.query, n),
+            s.proc
+                .log_text()
+                .lines()
+                .filter(|l| l.contains("truncated"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     } else {
         println!(
             "the tailer missed {} truncations (machine too busy)",

@@ -11,11 +11,15 @@
 //! A file found shorter than what was read, or whose first bytes changed, was truncated or
 //! rewritten in place: before it is read again from its start, the rest of its old content is
 //! read from the copy `copytruncate` left next to it, when there is one ([`find_copy`]), a chunk
-//! per poll like any read. A file whose checkpoint no longer matches at start is looked for
+//! per poll like any read. The first bytes of the new content are taken when the truncation is
+//! found, so that a second truncation while the old content is finished is found too; only a
+//! file truncated again while it was still empty at the first one cannot be told apart. A file whose checkpoint no longer matches at start is looked for
 //! the same way (copytruncated while the agent was down). A file rotated away while it was
 //! closed (past `max_open_files`) is looked for by its inode in its directory and finished.
 //!
 //! Invariants:
+//! - A fingerprint shorter than `fingerprint_bytes` is extended from the same read that yields
+//!   the data, never from a second read: the fingerprint always describes the bytes read.
 //! - The checkpoint sent with a batch is, per file, the offset before which every byte is in
 //!   that batch or an earlier one (records still being joined are not yet past it).
 //! - Sending blocks when the batches in flight are at their limit: the tailer stops reading
@@ -24,18 +28,18 @@
 //!   be reopened); other files beyond it are closed while idle and reopened when they grow,
 //!   after their identity is checked again.
 
+mod copytruncate;
+mod records;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
-};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,13 +47,14 @@ use tracing::{debug, info, warn};
 
 use super::checkpoint::Checkpoint;
 use super::config::{FileSourceConfig, StartAt};
-use super::framing::{FrameIssues, Framed, Framer};
+use super::framing::Framer;
 use super::identity::{FileKey, Fingerprint, compressed_magic, compressed_name, read_prefix};
-use super::k8s;
 use super::lines::LineSplitter;
 use super::metrics::SourceMetrics;
 use super::multiline::Multiline;
 use super::parse::MessageParser;
+use copytruncate::{Recovery, find_copy, recover, start_over};
+use records::{Out, feed, file_meta, finish_line, finish_pending, host_name, to_batch};
 
 /// What the tailer hands downstream, in order.
 pub(super) struct Outgoing {
@@ -92,14 +97,6 @@ struct Tracked {
     reported: Option<Checkpoint>,
     /// Set while the rest of the old content of a truncated file is read from its copy.
     recovery: Option<Recovery>,
-}
-
-/// The copy `copytruncate` left of a file's old content, read up to `end` before the file
-/// itself is read again from its start.
-struct Recovery {
-    copy: File,
-    path: PathBuf,
-    end: u64,
 }
 
 impl Tracked {
@@ -387,6 +384,7 @@ impl Tailer {
                         copy,
                         path: copy_path,
                         end,
+                        next: fingerprint,
                     };
                     (c.offset, c.fingerprint, Some(recovery))
                 }
@@ -560,35 +558,51 @@ impl Tailer {
             if let Some((path, copy)) = find_copy(&t.path, &t.fingerprint, from) {
                 let end = copy.metadata().map_or(from, |m| m.len());
                 info!(path = %t.path.display(), copy = %path.display(), "file truncated; finishing it from its copy");
-                t.recovery = Some(Recovery { copy, path, end });
+                let next = read_prefix(file, config.fingerprint_bytes)
+                    .map_or(Fingerprint::of(&[]), |p| Fingerprint::of(&p));
+                t.recovery = Some(Recovery {
+                    copy,
+                    path,
+                    end,
+                    next,
+                });
                 return recover(t, buf, room, now, &mut out);
             }
             let unread = t.size.saturating_sub(from);
-            info!(path = %t.path.display(), unread_bytes = unread, "file truncated; reading it from its start");
+            info!(path = %t.path.display(), unread_bytes = unread, offset = from, size, known_size = t.size, fingerprint_bytes = t.fingerprint.len, "file truncated; reading it from its start");
             metrics.truncated_unread_bytes.inc_by(unread);
-            start_over(t, now, &mut out);
+            start_over(t, Fingerprint::of(&[]), now, &mut out);
         }
         let from = t.lines.read_offset();
         let mut read = 0;
         if size > from {
-            let want = ((size - from) as usize).min(room);
+            // While the fingerprint is short (the file was short), the read starts at 0: the
+            // fingerprint then comes from the very bytes that are read, even if the file is
+            // truncated meanwhile, and the bytes before `from` are checked against it.
+            let short = (t.fingerprint.len as usize) < config.fingerprint_bytes;
+            let start = if short { 0 } else { from };
+            let want = ((size - start) as usize).min(room.max((from - start) as usize + 1));
             buf.resize(want, 0);
             let Some(file) = &t.file else {
                 return 0;
             };
-            match file.read_at(&mut buf[..want], from) {
-                Ok(n) => read = n,
+            let n = match file.read_at(&mut buf[..want], start) {
+                Ok(n) => n,
                 Err(e) => {
                     warn!(path = %t.path.display(), error = %e, "cannot read file");
                     return 0;
                 }
+            };
+            let skip = (from - start) as usize;
+            if short && !(n > skip && t.fingerprint.matches(&buf[..n])) {
+                // Shrunk or rewritten since the check above: the next poll finds out which.
+                t.next_poll = now;
+                return 0;
             }
-            feed(t, &buf[..read], now, &mut out);
-            if (t.fingerprint.len as usize) < config.fingerprint_bytes
-                && let Some(file) = &t.file
-                && let Ok(prefix) = read_prefix(file, config.fingerprint_bytes)
-            {
-                t.fingerprint = Fingerprint::of(&prefix);
+            read = n - skip;
+            feed(t, &buf[skip..n], now, &mut out);
+            if short {
+                t.fingerprint = Fingerprint::of(&buf[..n.min(config.fingerprint_bytes)]);
             }
         }
         t.size = size;
@@ -722,174 +736,6 @@ impl Tailer {
     }
 }
 
-/// Where the records of one file go while it is read.
-struct Out<'a> {
-    batch: &'a mut Batch,
-    metrics: &'a SourceMetrics,
-    parser: &'a MessageParser,
-    key: FileKey,
-}
-
-impl Out<'_> {
-    fn count(&self, issues: &FrameIssues) {
-        if issues.invalid_utf8 > 0 {
-            self.metrics.invalid_utf8.inc_by(issues.invalid_utf8);
-        }
-        if issues.malformed > 0 {
-            self.metrics.malformed.inc_by(issues.malformed);
-        }
-        if issues.cut > 0 {
-            self.metrics.long_lines.inc_by(issues.cut);
-        }
-    }
-
-    fn record(&mut self, meta: &Arc<FileMeta>, framed: Framed) {
-        let observed = now_ns();
-        let bytes = framed.text.len();
-        let parsed = self.parser.parse(framed.text);
-        if parsed.failed {
-            self.metrics.parse_failed.inc();
-        }
-        let mut attributes = Vec::with_capacity(2 + parsed.attributes.len());
-        attributes.push(string_kv("log.file.path", meta.path.clone()));
-        if let Some(s) = framed.stream {
-            attributes.push(string_kv("log.iostream", s.as_str().to_string()));
-        }
-        attributes.extend(parsed.attributes);
-        let (severity_number, severity_text) = parsed.severity.unwrap_or_default();
-        let time = parsed.time_ns.or(framed.time_ns).unwrap_or(observed);
-        let record = LogRecord {
-            // A time before 1970 (a parsed epoch gone wrong) is not a date far in the future.
-            time_unix_nano: time.max(0) as u64,
-            observed_time_unix_nano: observed as u64,
-            severity_number,
-            severity_text,
-            body: Some(AnyValue {
-                value: Some(Value::StringValue(parsed.body)),
-            }),
-            attributes,
-            trace_id: parsed.trace_id,
-            span_id: parsed.span_id,
-            ..Default::default()
-        };
-        let b = &mut *self.batch;
-        let i = *b.index.entry(self.key).or_insert_with(|| {
-            b.groups.push((meta.clone(), Vec::new()));
-            b.groups.len() - 1
-        });
-        b.groups[i].1.push(record);
-        b.records += 1;
-        b.bytes += bytes;
-        b.since.get_or_insert_with(Instant::now);
-        self.metrics.records.inc();
-        self.metrics.bytes.inc_by(bytes as u64);
-    }
-}
-
-/// Splits, frames, joins and parses the bytes read from a file.
-fn feed(t: &mut Tracked, bytes: &[u8], now: Instant, out: &mut Out<'_>) {
-    let mut issues = FrameIssues::default();
-    let meta = t.meta.clone();
-    let Tracked {
-        lines,
-        framer,
-        multiline,
-        ..
-    } = t;
-    lines.feed(bytes, &mut |line| {
-        framer.push(&line, &mut issues, &mut |f| match multiline {
-            Some(m) => m.push(f, now, &mut |r| out.record(&meta, r)),
-            None => out.record(&meta, f),
-        });
-    });
-    out.count(&issues);
-}
-
-/// The copy `copytruncate` made of the file at `path` before truncating it: a file next to it
-/// whose name starts like the file's (`app.log.1`, `app-20240501.log`), not compressed, at least
-/// `offset` bytes long, that starts with the bytes the file started with (the newest if several).
-fn find_copy(path: &Path, fingerprint: &Fingerprint, offset: u64) -> Option<(PathBuf, File)> {
-    if fingerprint.len == 0 {
-        return None;
-    }
-    let stem = path.file_stem()?.to_str()?;
-    let mut best: Option<(SystemTime, PathBuf, File)> = None;
-    for entry in std::fs::read_dir(path.parent()?).ok()?.flatten() {
-        let candidate = entry.path();
-        let named_like = candidate
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(stem));
-        if candidate == path || !named_like || compressed_name(&candidate) {
-            continue;
-        }
-        let Ok(meta) = entry.metadata() else {
-            continue;
-        };
-        if !meta.is_file() || meta.len() < offset {
-            continue;
-        }
-        let Ok(file) = File::open(&candidate) else {
-            continue;
-        };
-        let matches = read_prefix(&file, fingerprint.len as usize)
-            .is_ok_and(|prefix| fingerprint.matches(&prefix));
-        let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-        if matches && best.as_ref().is_none_or(|(m, _, _)| modified > *m) {
-            best = Some((modified, candidate, file));
-        }
-    }
-    best.map(|(_, p, f)| (p, f))
-}
-
-/// Reads one chunk of a truncated file's old content from its copy; once at the copy's end,
-/// emits what is pending and starts the file over. Returns the bytes read (at least 1 when it
-/// made progress, so that the caller polls again at once).
-fn recover(
-    t: &mut Tracked,
-    buf: &mut Vec<u8>,
-    room: usize,
-    now: Instant,
-    out: &mut Out<'_>,
-) -> usize {
-    let at = t.lines.read_offset();
-    let Some(r) = &t.recovery else {
-        return 0;
-    };
-    let want = (r.end.saturating_sub(at) as usize).min(room);
-    let n = if want == 0 {
-        0
-    } else {
-        buf.resize(want, 0);
-        match r.copy.read_at(&mut buf[..want], at) {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(copy = %r.path.display(), error = %e, "cannot read the copy of a truncated file");
-                0
-            }
-        }
-    };
-    t.next_poll = now;
-    if n > 0 {
-        feed(t, &buf[..n], now, out);
-        out.metrics.truncated_recovered_bytes.inc_by(n as u64);
-        return n;
-    }
-    t.recovery = None;
-    start_over(t, now, out);
-    1
-}
-
-/// The old content of a truncated file is over: what is pending is emitted, and reading starts
-/// again at 0 under a new fingerprint.
-fn start_over(t: &mut Tracked, now: Instant, out: &mut Out<'_>) {
-    finish_line(t, now, out);
-    finish_pending(t, out);
-    t.lines.reset(0);
-    t.fingerprint = Fingerprint::of(&[]);
-    t.size = 0;
-}
-
 /// Where a tracked file is now, and its length: its path if that still leads to it, else (when
 /// `search`) the entry of its directory with its inode.
 fn locate(path: &Path, key: FileKey, search: bool) -> Option<(PathBuf, u64)> {
@@ -908,159 +754,4 @@ fn locate(path: &Path, key: FileKey, search: bool) -> Option<(PathBuf, u64)> {
             let meta = std::fs::metadata(e.path()).ok()?;
             (FileKey::of(&meta) == key).then(|| (e.path(), meta.len()))
         })
-}
-
-/// Emits the file's incomplete last line as a line.
-fn finish_line(t: &mut Tracked, now: Instant, out: &mut Out<'_>) {
-    let mut issues = FrameIssues::default();
-    let meta = t.meta.clone();
-    let Tracked {
-        lines,
-        framer,
-        multiline,
-        ..
-    } = t;
-    lines.finish(&mut |line| {
-        framer.push(&line, &mut issues, &mut |f| match multiline {
-            Some(m) => m.push(f, now, &mut |r| out.record(&meta, r)),
-            None => out.record(&meta, f),
-        });
-    });
-    out.count(&issues);
-}
-
-/// Emits what framing and multiline aggregation hold for a file.
-fn finish_pending(t: &mut Tracked, out: &mut Out<'_>) {
-    let meta = t.meta.clone();
-    let now = Instant::now();
-    if let Some(f) = t.framer.flush() {
-        match &mut t.multiline {
-            Some(m) => m.push(f, now, &mut |r| out.record(&meta, r)),
-            None => out.record(&meta, f),
-        }
-    }
-    if let Some(r) = t.multiline.as_mut().and_then(|m| m.flush()) {
-        out.record(&meta, r);
-    }
-}
-
-fn to_batch(groups: Vec<(Arc<FileMeta>, Vec<LogRecord>)>) -> Option<RecordBatch> {
-    let resource_logs: Vec<ResourceLogs> = groups
-        .into_iter()
-        .map(|(meta, log_records)| ResourceLogs {
-            resource: Some(meta.resource.clone()),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: "strata.file".into(),
-                    ..Default::default()
-                }),
-                log_records,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        })
-        .collect();
-    match strata_schema::logs::to_batch(&resource_logs) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            // Only a bug can get here: every record is built above from valid parts.
-            warn!(error = %e, "cannot build a batch of log records");
-            None
-        }
-    }
-}
-
-fn file_meta(config: &FileSourceConfig, host: &str, path: &Path) -> Arc<FileMeta> {
-    let pod = k8s::pod_log(path);
-    let service = match (&pod, config.service.as_str()) {
-        (_, s) if !s.is_empty() => s.to_string(),
-        (Some(p), _) => p.container.clone(),
-        (None, _) => "unknown_service".to_string(),
-    };
-    let mut attributes = vec![
-        string_kv("service.name", service),
-        string_kv("host.name", host.to_string()),
-    ];
-    if let Ok(node) = std::env::var("K8S_NODE_NAME")
-        && !node.is_empty()
-    {
-        attributes.push(string_kv("k8s.node.name", node));
-    }
-    if let Some(p) = &pod {
-        attributes.extend(p.attributes().into_iter().map(|(k, v)| string_kv(k, v)));
-    }
-    for (k, v) in &config.resource {
-        attributes.retain(|kv| &kv.key != k);
-        attributes.push(string_kv(k, v.clone()));
-    }
-    Arc::new(FileMeta {
-        path: path.display().to_string(),
-        resource: Resource {
-            attributes,
-            ..Default::default()
-        },
-    })
-}
-
-fn string_kv(key: &str, value: String) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value)),
-        }),
-        ..Default::default()
-    }
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
-
-/// The node's host name (`host.name` on every record): `K8S_NODE_NAME` when set (in a pod the
-/// kernel's host name is the pod's), else the kernel's.
-fn host_name() -> String {
-    if let Ok(node) = std::env::var("K8S_NODE_NAME")
-        && !node.is_empty()
-    {
-        return node;
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_copytruncate_copy_is_the_newest_matching_file_named_like_the_original() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("app.log");
-        let old = b"2024-05-01 first line\nsecond line\nthird line\n";
-        let fingerprint = Fingerprint::of(&old[..20]);
-        std::fs::write(&path, b"new content\n").expect("write");
-        let write = |name: &str, bytes: &[u8], age_secs: u64| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, bytes).expect("write");
-            let f = File::options().write(true).open(&p).expect("open");
-            f.set_modified(SystemTime::now() - Duration::from_secs(age_secs))
-                .expect("mtime");
-        };
-        write("app.log.2", old, 60);
-        write("app.log.1", old, 1);
-        // Same bytes, but named like another file; or too short; or compressed.
-        write("other.log", old, 0);
-        write("app.log.3", &old[..25], 0);
-        write("app.log.4.gz", old, 0);
-        let (found, _) = find_copy(&path, &fingerprint, 30).expect("a copy");
-        assert_eq!(found, dir.path().join("app.log.1"));
-        assert!(find_copy(&path, &Fingerprint::of(b"something else"), 0).is_none());
-        assert!(find_copy(&path, &fingerprint, 1000).is_none());
-    }
 }
