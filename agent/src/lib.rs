@@ -1,6 +1,6 @@
 //! The Strata agent: the edge tier.
 //!
-//! It receives OTLP over gRPC and HTTP ([`sources::otlp`]), turns every request into an Arrow
+//! It receives OTLP over gRPC and HTTP (`strata_ingest::otlp`), turns every request into an Arrow
 //! record batch (through `strata-schema`, straight from the prost types), and hands it to the
 //! [`shipper`], which routes rows to collectors by consistent hashing ([`ring`]), makes them
 //! durable in the [`buffer`] (on disk by default) before the request is answered, then batches
@@ -18,13 +18,13 @@
 //! buffer: the file is their buffer, and each file's checkpoint moves only once a collector
 //! acknowledged the lines before it.
 //!
-//! The OTLP receivers are written against the small [`ingest::Ingest`] trait so that the
-//! collector can mount the very same receivers in front of its own buffer.
+//! The OTLP receivers (`strata-ingest`) are written against its small `Ingest` trait: the
+//! agent's is the [`shipper`], the collector mounts the very same receivers in front of its own
+//! store.
 
 pub mod buffer;
 pub mod config;
 pub mod discovery;
-pub mod ingest;
 pub mod metrics;
 pub mod ring;
 pub mod shipper;
@@ -55,11 +55,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
     config.validate()?;
     config.resolve_id()?;
+    // Listeners first: a port that cannot be bound stops the agent before it started anything.
+    let grpc = strata_server::bind("OTLP/gRPC", &config.otlp_grpc).await?;
+    let http = strata_server::bind("OTLP/HTTP", &config.otlp_http).await?;
     let registry = metrics::new_registry();
     let agent_metrics = Arc::new(metrics::AgentMetrics::register(
         &mut registry.lock_registry(),
     ));
-    let otlp_metrics = Arc::new(sources::otlp::OtlpMetrics::register(
+    let otlp_metrics = Arc::new(strata_ingest::otlp::OtlpMetrics::register(
         &mut registry.lock_registry(),
         "strata_agent",
     ));
@@ -93,7 +96,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     }
     file_tasks.close();
 
-    let receiver = Arc::new(sources::otlp::OtlpReceiver::new(
+    let receiver = Arc::new(strata_ingest::otlp::OtlpReceiver::new(
         Arc::new(shipper.clone()),
         otlp_metrics,
         config.max_request_bytes,
@@ -111,8 +114,6 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         );
     }
     scrape_tasks.close();
-    let grpc = strata_server::bind("OTLP/gRPC", &config.otlp_grpc).await?;
-    let http = strata_server::bind("OTLP/HTTP", &config.otlp_http).await?;
     info!(
         agent_id = %config.id,
         otlp_grpc = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -120,43 +121,30 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         "agent listening"
     );
     let ready = shipper.clone();
-    let http_app = sources::otlp::http::router(receiver.clone()).merge(
+    let http_app = strata_ingest::otlp::http::router(receiver.clone()).merge(
         strata_server::admin_router(registry.clone(), Arc::new(move || ready.is_ready())),
     );
 
-    // Stop accepting first; then the shipper drains what was accepted.
-    let accept_stop = shutdown.clone();
-    let grpc_task = tokio::spawn(sources::otlp::grpc::serve(
-        receiver,
-        grpc,
-        accept_stop.clone().cancelled_owned(),
-    ));
-    let http_task = tokio::spawn(strata_server::serve_http(
+    // Stop accepting first (a server that fails stops the others, and the agent with them);
+    // then the shipper drains what was accepted.
+    let mut servers = strata_server::Servers::new(shutdown.clone());
+    let stop = shutdown.clone();
+    servers.spawn(
+        "OTLP/gRPC",
+        strata_ingest::otlp::grpc::serve(receiver, grpc, stop.cancelled_owned()),
+    );
+    servers.spawn(
         "OTLP/HTTP",
-        http,
-        http_app,
-        accept_stop,
-    ));
-    let grpc_result = grpc_task.await;
-    let http_result = http_task.await.map(|r| r.map_err(Error::from));
+        strata_server::serve_http("OTLP/HTTP", http, http_app, shutdown.clone()),
+    );
+    let served = servers.wait().await;
     scrape_tasks.wait().await;
     shipper.drain().await;
     // Acknowledgements that came during the drain are in; the file sources write their
     // checkpoints a last time.
     files_drained.cancel();
     file_tasks.wait().await;
-    for result in [grpc_result, http_result] {
-        match result {
-            Ok(r) => r?,
-            Err(join) => {
-                return Err(strata_server::Error::Serve {
-                    what: "agent",
-                    source: Box::new(join),
-                }
-                .into());
-            }
-        }
-    }
+    served?;
     info!("agent stopped");
     Ok(())
 }

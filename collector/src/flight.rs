@@ -16,7 +16,6 @@
 
 use std::sync::Arc;
 
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -25,7 +24,7 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use strata_agent::sources::otlp::grpc::to_status;
+use strata_ingest::flight::decode_groups;
 use strata_schema::envelope::Envelope;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
@@ -45,29 +44,6 @@ impl CollectorFlight {
             .get_or_create(&vec![("outcome", outcome.to_string())])
             .inc();
     }
-}
-
-/// Decodes a `DoPut` stream into its batches, grouped by the sequence each belongs to (the
-/// message's 8-byte `app_metadata`, else `default_seq`), in stream order.
-async fn decode_groups(
-    data: impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
-    default_seq: u64,
-) -> Result<Vec<(u64, Vec<arrow::record_batch::RecordBatch>)>, FlightError> {
-    let mut decoder = FlightDataDecoder::new(data.boxed());
-    let mut groups: Vec<(u64, Vec<_>)> = Vec::new();
-    while let Some(decoded) = decoder.try_next().await? {
-        let DecodedPayload::RecordBatch(batch) = decoded.payload else {
-            continue;
-        };
-        let seq = <[u8; 8]>::try_from(decoded.inner.app_metadata.as_ref())
-            .map(u64::from_le_bytes)
-            .unwrap_or(default_seq);
-        match groups.last_mut() {
-            Some((s, batches)) if *s == seq => batches.push(batch),
-            _ => groups.push((seq, vec![batch])),
-        }
-    }
-    Ok(groups)
 }
 
 fn unimplemented<T>(method: &str) -> Result<T, Status> {
@@ -153,7 +129,7 @@ impl FlightService for CollectorFlight {
             }
         }
         if let Some(e) = failed {
-            return Err(to_status(e));
+            return Err(e.to_status());
         }
         let ack = PutResult {
             app_metadata: envelope.sequence.to_le_bytes().to_vec().into(),

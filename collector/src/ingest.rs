@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use strata_agent::ingest::{Ingest, IngestError};
+use strata_ingest::{Ingest, IngestError};
 use strata_schema::Signal;
 use strata_schema::envelope::Envelope;
 

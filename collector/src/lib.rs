@@ -1,7 +1,7 @@
 //! The Strata collector: the partitioned storage tier.
 //!
 //! Agents ship Arrow batches over Flight `DoPut` ([`flight`]); SDKs and OpenTelemetry Collectors
-//! can also send OTLP directly (the agent's receivers, mounted over [`ingest::BufferIngest`]).
+//! can also send OTLP directly (the receivers of `strata-ingest`, over [`ingest::StoreIngest`]).
 //! Every accepted batch goes through the [`store`]: it is deduplicated by its (agent, sequence)
 //! key ([`dedup`]) and made durable in the write-ahead log ([`wal`], the `strata-wal` crate) before it is acknowledged.
 //! Rows wait in the [`buffer`] per (tenant, signal, UTC hour) until a size or age threshold,
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use strata_agent::sources::otlp::{OtlpMetrics, OtlpReceiver};
+use strata_ingest::otlp::{OtlpMetrics, OtlpReceiver};
 use strata_server::{admin_router, bind, serve_http};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -47,10 +47,6 @@ pub enum Error {
     Storage(#[from] strata_storage::StorageError),
     #[error(transparent)]
     Server(#[from] strata_server::Error),
-    #[error(transparent)]
-    Receiver(#[from] strata_agent::Error),
-    #[error("Flight server failed: {0}")]
-    Flight(#[from] tonic::transport::Error),
     #[error("task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -60,6 +56,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs a collector until `shutdown` is cancelled, then persists everything it accepted.
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<()> {
     config.validate().map_err(Error::Config)?;
+    // Listeners first: a port that cannot be bound stops the collector before it started
+    // anything.
+    let flight_listener = bind("Flight", &config.flight).await?;
+    let admin_listener = bind("collector HTTP", &config.http).await?;
+    let otlp_grpc = match &config.otlp_grpc {
+        Some(addr) => Some(bind("OTLP/gRPC", addr).await?),
+        None => None,
+    };
+    let otlp_http = match &config.otlp_http {
+        Some(addr) => Some(bind("OTLP/HTTP", addr).await?),
+        None => None,
+    };
     let storage = strata_storage::Storage::open(&config.storage, &config.s3)?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
@@ -111,8 +119,6 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     let persist_stop = CancellationToken::new();
     let persist_task = tokio::spawn(persister.run(persist_stop.clone(), Duration::from_secs(30)));
 
-    let flight_listener = bind("Flight", &config.flight).await?;
-    let admin_listener = bind("collector HTTP", &config.http).await?;
     info!(
         id = %config.id,
         flight = %flight_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -120,14 +126,14 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         storage = %config.storage,
         "collector listening"
     );
-    let mut servers = tokio::task::JoinSet::new();
+    let mut servers = strata_server::Servers::new(shutdown.clone());
     let flight = FlightServiceServer::new(flight::CollectorFlight {
         store: store.clone(),
         metrics: metrics.clone(),
     })
     .max_decoding_message_size(MAX_FLIGHT_MESSAGE);
     let stop = shutdown.clone();
-    servers.spawn(async move {
+    servers.spawn("Flight", async move {
         tonic::transport::Server::builder()
             .add_service(flight)
             .serve_with_incoming_shutdown(
@@ -135,7 +141,10 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
                 stop.cancelled_owned(),
             )
             .await
-            .map_err(Error::from)
+            .map_err(|e| strata_server::Error::Serve {
+                what: "Flight",
+                source: Box::new(e),
+            })
     });
     let otlp_metrics = Arc::new(OtlpMetrics::register(
         &mut registry.lock_registry(),
@@ -155,50 +164,30 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         registry.clone(),
         Arc::new(move || !ready_flag.is_cancelled()),
     )
-    .merge(strata_agent::sources::otlp::remote_write::router(
-        receiver.clone(),
-    ));
-    servers.spawn({
-        let stop = shutdown.clone();
-        async move {
-            serve_http("collector HTTP", admin_listener, admin, stop)
-                .await
-                .map_err(Error::from)
-        }
-    });
-
-    if config.otlp_grpc.is_some() || config.otlp_http.is_some() {
-        if let Some(addr) = &config.otlp_grpc {
-            let listener = bind("OTLP/gRPC", addr).await?;
-            info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/gRPC listening");
-            let (receiver, stop) = (receiver.clone(), shutdown.clone());
-            servers.spawn(async move {
-                strata_agent::sources::otlp::grpc::serve(receiver, listener, stop.cancelled_owned())
-                    .await
-                    .map_err(Error::from)
-            });
-        }
-        if let Some(addr) = &config.otlp_http {
-            let listener = bind("OTLP/HTTP", addr).await?;
-            info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/HTTP listening");
-            let app = strata_agent::sources::otlp::http::router(receiver);
-            let stop = shutdown.clone();
-            servers.spawn(async move {
-                serve_http("OTLP/HTTP", listener, app, stop)
-                    .await
-                    .map_err(Error::from)
-            });
-        }
+    .merge(strata_ingest::remote_write::router(receiver.clone()));
+    servers.spawn(
+        "collector HTTP",
+        serve_http("collector HTTP", admin_listener, admin, shutdown.clone()),
+    );
+    if let Some(listener) = otlp_grpc {
+        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/gRPC listening");
+        let stop = shutdown.clone().cancelled_owned();
+        servers.spawn(
+            "OTLP/gRPC",
+            strata_ingest::otlp::grpc::serve(receiver.clone(), listener, stop),
+        );
+    }
+    if let Some(listener) = otlp_http {
+        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/HTTP listening");
+        let app = strata_ingest::otlp::http::router(receiver);
+        servers.spawn(
+            "OTLP/HTTP",
+            serve_http("OTLP/HTTP", listener, app, shutdown.clone()),
+        );
     }
 
-    let mut first_error = None;
-    while let Some(result) = servers.join_next().await {
-        if let Err(e) = result.map_err(Error::from).and_then(|r| r) {
-            first_error.get_or_insert(e);
-            // One server failing stops the collector; the others drain.
-            shutdown.cancel();
-        }
-    }
+    // One server failing stops the collector; the others drain.
+    let served = servers.wait().await;
     // The last span-metric values go through the WAL before the final flush.
     span_metrics_stop.cancel();
     if let Some(task) = span_metrics_task {
@@ -207,5 +196,5 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     persist_stop.cancel();
     persist_task.await?;
     info!("collector stopped");
-    first_error.map_or(Ok(()), Err)
+    served.map_err(Error::from)
 }

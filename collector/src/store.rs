@@ -30,7 +30,7 @@ use strata_storage::Storage;
 use strata_storage::layout;
 
 /// Why a batch was not accepted: the same classification for the wire as every receiver's.
-pub use strata_agent::ingest::IngestError as AcceptError;
+pub use strata_ingest::IngestError as AcceptError;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Accepted {

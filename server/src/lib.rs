@@ -1,6 +1,10 @@
 //! What every role's servers share: binding a listener, serving an axum app until shutdown
-//! (in-flight requests finish), the `/metrics` + `/ready` admin routes, and the metrics
-//! registry that a role's components register on.
+//! (in-flight requests finish), the `/metrics` + `/ready` admin routes, the metrics registry
+//! that a role's components register on, and the [`shutdown`] of a role's servers as one.
+
+pub mod shutdown;
+
+pub use shutdown::Servers;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

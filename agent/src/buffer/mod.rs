@@ -34,7 +34,7 @@ use strata_wal::{Position, Wal, WalError, segment_of};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
-use crate::ingest::IngestError;
+use strata_ingest::IngestError;
 use crate::metrics::AgentMetrics;
 use record::{DataHeader, Record};
 

@@ -1,16 +1,12 @@
-//! Shipping buffered batches to one collector: one Flight `DoPut` whose descriptor carries the
-//! envelope (agent id, first sequence, signal, tenant) and whose data is Arrow IPC, compressed
-//! as configured (`ship_compression`; the collector reads any of them). Each batch's messages carry its own sequence (little-endian u64) in `app_metadata`, so
-//! the collector deduplicates each batch on its own. The collector answers with one
-//! `PutResult` once every batch is durable.
+//! Shipping buffered batches to one collector: one Flight `DoPut` in the convention of
+//! `strata_ingest::flight`, compressed as configured (`ship_compression`; the collector reads
+//! any of them). The collector answers with one `PutResult` once every batch is durable.
 
 use arrow::ipc::CompressionType;
-use arrow::ipc::writer::IpcWriteOptions;
 use arrow::record_batch::RecordBatch;
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::{FlightClient, FlightDescriptor};
-use futures::{StreamExt, TryStreamExt};
+use arrow_flight::FlightClient;
+use futures::StreamExt;
 use strata_schema::envelope::Envelope;
 use tonic::transport::Endpoint;
 
@@ -31,25 +27,7 @@ pub async fn put(
     batches: Vec<(u64, RecordBatch)>,
     compression: Option<CompressionType>,
 ) -> Result<(), FlightError> {
-    let options = IpcWriteOptions::default().try_with_compression(compression)?;
-    let mut streams = Vec::with_capacity(batches.len());
-    for (i, (seq, batch)) in batches.into_iter().enumerate() {
-        let mut builder = FlightDataEncoderBuilder::new().with_options(options.clone());
-        if i == 0 {
-            builder = builder
-                .with_flight_descriptor(Some(FlightDescriptor::new_cmd(envelope.encode_to_vec())));
-        }
-        let seq = bytes::Bytes::copy_from_slice(&seq.to_le_bytes());
-        streams.push(
-            builder
-                .build(futures::stream::iter([Ok(batch)]))
-                .map_ok(move |mut data| {
-                    data.app_metadata = seq.clone();
-                    data
-                }),
-        );
-    }
-    let data = futures::stream::iter(streams).flatten();
+    let data = strata_ingest::flight::encode(envelope, batches, compression)?;
     let mut results = client.do_put(data).await?;
     let mut acks = 0;
     while let Some(result) = results.next().await {

@@ -42,7 +42,7 @@ use tracing::{info, warn};
 use crate::buffer::{Buffer, BufferConfig, Entry, NewPart};
 use crate::config::AgentConfig;
 use crate::discovery::Discovery;
-use crate::ingest::{Ingest, IngestError};
+use strata_ingest::{Ingest, IngestError};
 use crate::metrics::AgentMetrics;
 use crate::ring::Ring;
 

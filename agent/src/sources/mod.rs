@@ -1,6 +1,5 @@
-//! Data sources of the agent: OTLP over gRPC and HTTP ([`otlp`], with Prometheus remote
-//! write beside it), tailed log files ([`file`]) and Prometheus scrapes ([`scrape`]).
+//! Data sources of the agent besides the ingest protocols of `strata-ingest`: tailed log
+//! files ([`file`]) and Prometheus scrapes ([`scrape`]).
 
 pub mod file;
-pub mod otlp;
 pub mod scrape;

@@ -43,7 +43,7 @@ use tracing::{error, warn};
 
 pub use config::FileSourceConfig;
 
-use crate::ingest::IngestError;
+use strata_ingest::IngestError;
 use crate::shipper::Shipper;
 use checkpoint::{Checkpoints, Loaded};
 use metrics::{FileMetrics, SourceMetrics};

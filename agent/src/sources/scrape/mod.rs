@@ -30,7 +30,7 @@ use strata_schema::remote_write::{Label, MetricMetadata, Sample, TimeSeries, Wri
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::otlp::{Metrics, OtlpReceiver};
+use strata_ingest::otlp::{Metrics, OtlpReceiver};
 use crate::metrics::Labels;
 
 pub use parse::{Exposition, ParsedSample, parse};
@@ -407,8 +407,8 @@ fn metadata_type(kind: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::otlp::OtlpMetrics;
-    use crate::sources::otlp::test_sink::Sink;
+    use strata_ingest::otlp::OtlpMetrics;
+    use strata_ingest::test_sink::Sink;
 
     fn scraper(labels: &[(&str, &str)]) -> Scraper {
         let mut registry = prometheus_client::registry::Registry::default();

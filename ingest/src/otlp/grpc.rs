@@ -34,18 +34,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, TENANT_HEADER, Traces};
-use crate::Result;
-use crate::ingest::IngestError;
-
-/// The one mapping from sink errors to gRPC status codes.
-pub fn to_status(e: IngestError) -> Status {
-    match e {
-        IngestError::Invalid(m) => Status::invalid_argument(m),
-        IngestError::Overloaded(m) => Status::resource_exhausted(m),
-        IngestError::Unavailable(m) => Status::unavailable(m),
-        IngestError::Internal(_) => Status::internal("internal error"),
-    }
-}
+use strata_server::Result;
 
 /// The gRPC face of an [`OtlpReceiver`].
 #[derive(Clone)]
@@ -65,7 +54,7 @@ impl OtlpGrpc {
             .export::<S>("grpc", tenant.as_deref(), request.into_inner())
             .await
             .map(|rejected| Response::new(rejected.into_response::<S>()))
-            .map_err(to_status)
+            .map_err(|e| e.to_status())
     }
 }
 
@@ -149,12 +138,9 @@ pub async fn serve(
         )
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
-        .map_err(|e| {
-            strata_server::Error::Serve {
-                what: "OTLP/gRPC",
-                source: Box::new(e),
-            }
-            .into()
+        .map_err(|e| strata_server::Error::Serve {
+            what: "OTLP/gRPC",
+            source: Box::new(e),
         })
 }
 
@@ -165,8 +151,8 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::sources::otlp::OtlpMetrics;
-    use crate::sources::otlp::test_sink::Sink;
+    use crate::otlp::OtlpMetrics;
+    use crate::test_sink::Sink;
 
     fn request(trace_ids: &[Vec<u8>]) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {

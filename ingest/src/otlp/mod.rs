@@ -5,11 +5,10 @@
 //! metrics without a name), converts the rest to one Arrow batch and hands it to the sink. The
 //! rejected part is reported as OTLP partial success. The tenant comes from the
 //! `X-Scope-OrgID` header, as in Tempo, Loki and Mimir. Prometheus remote write
-//! ([`remote_write`]) is served beside OTLP/HTTP and ingested through the same receiver.
+//! ([`crate::remote_write`]) is served beside OTLP/HTTP and ingested through the same receiver.
 
 pub mod grpc;
 pub mod http;
-pub mod remote_write;
 mod signal;
 
 use std::sync::Arc;
@@ -20,8 +19,9 @@ use prometheus_client::registry::Registry;
 use strata_schema::envelope::validate_tenant;
 use tracing::warn;
 
-use crate::ingest::{Ingest, IngestError};
-use crate::metrics::Labels;
+use strata_server::Labels;
+
+use crate::sink::{Ingest, IngestError};
 pub use signal::{Logs, Metrics, OtlpSignal, Traces};
 
 /// Header (gRPC metadata key) naming the tenant of a request.
@@ -214,43 +214,5 @@ impl Rejected {
         partial.insert(S::REJECTED_FIELD.into(), self.count.to_string().into());
         partial.insert("errorMessage".into(), self.message.clone().into());
         serde_json::json!({ "partialSuccess": partial })
-    }
-}
-
-/// A recording [`Ingest`] sink for the receivers' unit tests.
-#[cfg(test)]
-pub(crate) mod test_sink {
-    use std::sync::Mutex;
-
-    use arrow::record_batch::RecordBatch;
-    use async_trait::async_trait;
-    use strata_schema::Signal;
-
-    use crate::ingest::{Ingest, IngestError};
-
-    /// Keeps (tenant, signal, rows) of what it is given, or refuses everything as overloaded.
-    #[derive(Default)]
-    pub struct Sink {
-        pub got: Mutex<Vec<(String, Signal, usize)>>,
-        pub overloaded: bool,
-    }
-
-    #[async_trait]
-    impl Ingest for Sink {
-        async fn ingest(
-            &self,
-            tenant: &str,
-            signal: Signal,
-            batch: RecordBatch,
-        ) -> Result<(), IngestError> {
-            if self.overloaded {
-                return Err(IngestError::Overloaded("full".into()));
-            }
-            self.got
-                .lock()
-                .unwrap()
-                .push((tenant.to_string(), signal, batch.num_rows()));
-            Ok(())
-        }
     }
 }

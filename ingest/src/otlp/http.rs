@@ -19,7 +19,9 @@ use prost::Message;
 use tower_http::decompression::RequestDecompressionLayer;
 
 use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, TENANT_HEADER, Traces};
-use crate::ingest::IngestError;
+use tonic::Code;
+
+use crate::sink::{IngestError, RETRY_AFTER_SECS};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -80,14 +82,12 @@ impl HttpError {
     }
 
     fn from_ingest(e: IngestError, enc: Encoding) -> Self {
-        match e {
-            IngestError::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, 3, m, enc),
-            IngestError::Overloaded(m) => Self::new(StatusCode::TOO_MANY_REQUESTS, 8, m, enc),
-            IngestError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, 14, m, enc),
-            IngestError::Internal(_) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, 13, "internal error", enc)
-            }
-        }
+        Self::new(
+            e.http_status(),
+            e.grpc_code() as i32,
+            e.public_message(),
+            enc,
+        )
     }
 }
 
@@ -112,7 +112,7 @@ impl IntoResponse for HttpError {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
         ) {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
         }
         resp
     }
@@ -126,7 +126,7 @@ pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
         .route(Metrics::HTTP_PATH, post(export::<Metrics>))
         .layer(RequestDecompressionLayer::new().gzip(true))
         .with_state(receiver.clone())
-        .merge(super::remote_write::router(receiver))
+        .merge(crate::remote_write::router(receiver))
 }
 
 async fn export<S: OtlpSignal>(
@@ -141,7 +141,7 @@ async fn export<S: OtlpSignal>(
             .refused_request(signal, "http", "unsupported_media_type");
         return Err(HttpError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            3,
+            Code::InvalidArgument as i32,
             "content-type must be application/x-protobuf or application/json",
             Encoding::Protobuf,
         ));
@@ -159,7 +159,7 @@ async fn export<S: OtlpSignal>(
                 .refused_request(signal, "http", "too_large");
             return Err(HttpError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                8,
+                Code::ResourceExhausted as i32,
                 format!("request body exceeds {limit} bytes (after decompression)"),
                 enc,
             ));
@@ -170,7 +170,7 @@ async fn export<S: OtlpSignal>(
                 .refused_request(signal, "http", "bad_body");
             return Err(HttpError::new(
                 StatusCode::BAD_REQUEST,
-                3,
+                Code::InvalidArgument as i32,
                 format!("cannot read request body: {e}"),
                 enc,
             ));
@@ -186,7 +186,7 @@ async fn export<S: OtlpSignal>(
             .refused_request(signal, "http", "invalid");
         HttpError::new(
             StatusCode::BAD_REQUEST,
-            3,
+            Code::InvalidArgument as i32,
             format!("cannot decode {signal} request: {e}"),
             enc,
         )
@@ -217,8 +217,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::sources::otlp::OtlpMetrics;
-    use crate::sources::otlp::test_sink::Sink;
+    use crate::otlp::OtlpMetrics;
+    use crate::test_sink::Sink;
 
     fn app(sink: Arc<Sink>, limit: usize) -> Router {
         let mut registry = prometheus_client::registry::Registry::default();

@@ -20,8 +20,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use strata_schema::remote_write;
 
-use super::{Metrics, OtlpReceiver, TENANT_HEADER};
-use crate::ingest::IngestError;
+use crate::otlp::{Metrics, OtlpReceiver, TENANT_HEADER};
+use crate::sink::RETRY_AFTER_SECS;
 
 /// Path of the remote write endpoint.
 pub const PATH: &str = "/api/v1/write";
@@ -57,7 +57,7 @@ fn text_response(status: StatusCode, msg: String) -> Response {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
     ) {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
     }
     resp
 }
@@ -200,18 +200,8 @@ async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Respo
             .export::<Metrics>(PROTOCOL, tenant.as_deref(), request)
             .await
         {
-            let status = match e {
-                IngestError::Invalid(_) => StatusCode::BAD_REQUEST,
-                IngestError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-                IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            let msg = match e {
-                IngestError::Internal(_) => "internal error".to_string(),
-                other => other.to_string(),
-            };
             // `export` counted the request and its refused items.
-            return text_response(status, msg);
+            return text_response(e.http_status(), e.public_message());
         }
     }
     if converted.rejected > 0 {
@@ -238,8 +228,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::sources::otlp::OtlpMetrics;
-    use crate::sources::otlp::test_sink::Sink;
+    use crate::otlp::OtlpMetrics;
+    use crate::test_sink::Sink;
 
     fn app(sink: Arc<Sink>) -> Router {
         let mut registry = prometheus_client::registry::Registry::default();
