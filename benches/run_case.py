@@ -199,7 +199,9 @@ def start_profiles(cluster, out_dir, phase):
     recorders = []
     for name in names:
         data = os.path.join(out_dir, f"{phase}-{name}.perf.data")
-        rec = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(cluster.procs[name].pid), "-o", data],
+        # DWARF call graphs: the release build has no frame pointers, but has debug info.
+        rec = subprocess.Popen(["perf", "record", "-F", "149", "--call-graph", "dwarf,16384", "-p",
+                                str(cluster.procs[name].pid), "-o", data],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         recorders.append((name, data, rec))
     return recorders
@@ -221,6 +223,12 @@ def stop_profiles(recorders, out_dir, phase):
         path = os.path.join(out_dir, f"{phase}-{name}.top.txt")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
+        # Inclusive shares (a function with everything it calls): what the stage table uses.
+        children = subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "symbol", "-g", "none",
+                                   "--percent-limit", "0.3", "--stdio"], capture_output=True, text=True,
+                                  timeout=600).stdout
+        with open(os.path.join(out_dir, f"{phase}-{name}.children.txt"), "w") as f:
+            f.write(children)
         tops[name] = lines[:15]
     return tops
 

@@ -72,10 +72,11 @@ pub struct AgentConfig {
     pub buffer_key_share: f64,
     /// One shipment to a collector may take this long before it counts as failed, in ms.
     pub ship_timeout_ms: u64,
-    /// Compression of the Arrow IPC stream to collectors: `zstd` (the default), `lz4` or
-    /// `none`. zstd costs the least CPU end to end even over loopback: lz4 sends about 1.7x
-    /// the bytes and decodes slower in arrow-ipc, and without compression the 7x larger
-    /// stream costs more in HTTP/2 than zstd saves (benches/RESULTS.md).
+    /// Compression of each batch's Arrow IPC stream, applied once at accept: the disk buffer
+    /// keeps, and ships to collectors, the very same bytes. `zstd` (the default), `lz4` or
+    /// `none`. lz4 costs less CPU now that a batch is compressed once; zstd sends and keeps
+    /// about 1.7x fewer bytes; without compression the 7x larger stream costs more in HTTP/2
+    /// than zstd saves (benches/RESULTS.md).
     pub ship_compression: ShipCompression,
     /// Failures in a row after which a collector's circuit breaker opens and its keys move to
     /// the next collector on the ring.

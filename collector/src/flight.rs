@@ -96,17 +96,16 @@ impl FlightService for CollectorFlight {
         };
         let envelopes: Vec<Envelope> = groups
             .iter()
-            .map(|(seq, _)| Envelope {
-                sequence: *seq,
+            .map(|g| Envelope {
+                sequence: g.seq,
                 ..envelope.clone()
             })
             .collect();
-        let results = futures::future::join_all(
-            envelopes
-                .iter()
-                .zip(&groups)
-                .map(|(env, (_, batches))| self.store.accept("flight", env, batches)),
-        )
+        // The WAL keeps each batch as the IPC stream it came in: no second encode.
+        let results = futures::future::join_all(envelopes.iter().zip(&groups).map(|(env, g)| {
+            self.store
+                .accept("flight", env, &g.batches, g.stream.as_deref())
+        }))
         .await;
         let mut failed = None;
         for (env, result) in envelopes.iter().zip(results) {

@@ -25,7 +25,7 @@ impl Ingest for StoreIngest {
     ) -> Result<(), IngestError> {
         let envelope = Envelope::new(String::new(), 0, signal, tenant);
         self.store
-            .accept("otlp", &envelope, std::slice::from_ref(&batch))
+            .accept("otlp", &envelope, std::slice::from_ref(&batch), None)
             .await
             .map_err(|e| match e {
                 // The receiver built this batch itself: a schema mismatch is a bug, not bad input.

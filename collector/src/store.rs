@@ -156,12 +156,15 @@ impl Store {
     }
 
     /// Stores one batch (all of `envelope`'s signal) durably, or says why not.
-    /// `source` (`flight`, `otlp`) labels the accepted-rows metric.
+    /// `source` (`flight`, `otlp`) labels the accepted-rows metric. `stream`, when given, is
+    /// `batches` as the Arrow IPC stream they arrived in: the WAL keeps it as it is instead of
+    /// encoding the batches again.
     pub async fn accept(
         &self,
         source: &'static str,
         envelope: &Envelope,
         batches: &[RecordBatch],
+        stream: Option<&[u8]>,
     ) -> Result<Accepted, AcceptError> {
         let signal = envelope
             .signal()
@@ -185,7 +188,7 @@ impl Store {
                 }
             }
         }
-        let result = self.store(envelope, signal, batches).await;
+        let result = self.store(envelope, signal, batches, stream).await;
         if let Ok(Accepted::Stored { rows }) = &result {
             self.metrics
                 .received_rows
@@ -214,6 +217,7 @@ impl Store {
         envelope: &Envelope,
         signal: Signal,
         batches: &[RecordBatch],
+        stream: Option<&[u8]>,
     ) -> Result<Accepted, AcceptError> {
         let prepared = self
             .buffer
@@ -222,8 +226,11 @@ impl Store {
                 BufferError::Full { .. } => AcceptError::Overloaded(e.to_string()),
                 BufferError::Schema { .. } => AcceptError::Invalid(e.to_string()),
             })?;
-        let record =
-            entry::encode(envelope, batches).map_err(|e| AcceptError::Internal(e.to_string()))?;
+        let record = match stream {
+            Some(stream) => entry::encode_stream(envelope, stream),
+            None => entry::encode(envelope, batches)
+                .map_err(|e| AcceptError::Internal(e.to_string()))?,
+        };
         let _gate = self.gate.read().await;
         let entry = self.wal.append(record).await.map_err(|e| {
             self.metrics.wal_errors.inc();

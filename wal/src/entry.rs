@@ -4,8 +4,9 @@
 //! entry := envelope_len:u32-LE envelope(prost) arrow_ipc_stream(lz4 buffers)
 //! ```
 //!
-//! LZ4 rather than zstd: the WAL is written on the ack path and read only on recovery, so
-//! speed matters more than size here.
+//! [`encode`] uses LZ4 rather than zstd: the WAL is written on the ack path and read only on
+//! recovery, so speed matters more than size here. [`encode_stream`] takes a stream already
+//! encoded (the agent's buffer keeps the very bytes it ships); readers accept any compression.
 
 use arrow::ipc::CompressionType;
 use arrow::ipc::reader::StreamReader;
@@ -48,6 +49,30 @@ pub fn encode(envelope: &Envelope, batches: &[RecordBatch]) -> Result<Vec<u8>, E
     w.finish()?;
     drop(w);
     Ok(out)
+}
+
+/// An entry of `envelope` and an Arrow IPC stream that is already encoded (any compression):
+/// the same layout as [`encode`] makes, without encoding anything.
+pub fn encode_stream(envelope: &Envelope, stream: &[u8]) -> Vec<u8> {
+    let env = envelope.encode_to_vec();
+    let mut out = Vec::with_capacity(4 + env.len() + stream.len());
+    out.extend_from_slice(&(env.len() as u32).to_le_bytes());
+    out.extend_from_slice(&env);
+    out.extend_from_slice(stream);
+    out
+}
+
+/// Where the Arrow IPC stream of an entry starts (after its envelope).
+pub fn stream_offset(bytes: &[u8]) -> Result<usize, EntryError> {
+    let len = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or(EntryError::Short)?;
+    let end = 4 + len;
+    if end > bytes.len() {
+        return Err(EntryError::Short);
+    }
+    Ok(end)
 }
 
 /// Decodes only the envelope of an entry written by [`encode`] (no Arrow data).
@@ -106,5 +131,23 @@ mod tests {
         assert_eq!(b, vec![batch.clone(), batch]);
         assert!(decode(&bytes[..3]).is_err());
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
+        // A stream encoded elsewhere, in zstd, makes the same kind of entry.
+        let at = stream_offset(&bytes).unwrap();
+        let mut stream = Vec::new();
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::ZSTD))
+            .unwrap();
+        let mut w =
+            StreamWriter::try_new_with_options(&mut stream, &b[0].schema(), options).unwrap();
+        w.write(&b[0]).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        let entry = encode_stream(&env, &stream);
+        assert_eq!(&entry[..at], &bytes[..at]);
+        assert_eq!(&entry[at..], &stream[..]);
+        let (e2, b2) = decode(&entry).unwrap();
+        assert_eq!((e2, b2), (env, vec![b[0].clone()]));
+        assert!(stream_offset(&entry[..2]).is_err());
+        assert!(stream_offset(&entry[..at - 1]).is_err());
     }
 }

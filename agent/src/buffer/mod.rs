@@ -28,15 +28,17 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use arrow::ipc::CompressionType;
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use strata_schema::Signal;
 use strata_wal::{Position, Wal, WalError, segment_of};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
-use strata_ingest::IngestError;
 use crate::metrics::AgentMetrics;
 use record::{DataHeader, Record};
+use strata_ingest::IngestError;
 
 /// Marks the ids of entries that are not on disk (memory mode, volatile batches): they start
 /// at the wall clock in nanoseconds at open (unique across restarts) with this bit set, apart
@@ -61,6 +63,9 @@ pub struct BufferConfig {
     /// Largest share of `max_bytes` one (signal, tenant) may hold, in (0, 1].
     pub key_share: f64,
     pub memory_limit_bytes: usize,
+    /// How a batch's Arrow IPC stream is compressed: once, at append, for the disk, the
+    /// in-memory copy and shipping alike.
+    pub compression: Option<CompressionType>,
 }
 
 /// What a lane needs to know of a buffered batch.
@@ -105,7 +110,8 @@ struct Meta {
     entry: Entry,
     target: Arc<str>,
     position: Option<Position>,
-    cached: Option<(RecordBatch, Arc<Hold>)>,
+    /// The batch's Arrow IPC stream in memory (what is shipped), when there was room.
+    cached: Option<(Bytes, Arc<Hold>)>,
     /// Segment holding this entry's latest route record, if it was re-routed.
     route_segment: Option<u64>,
     /// Set for volatile entries: told when the entry is acknowledged.
@@ -179,9 +185,10 @@ pub enum LoadError {
     Unreadable(String),
 }
 
-/// A batch loaded for shipping, with the memory it holds while in flight.
+/// A batch loaded for shipping, as its Arrow IPC stream, with the memory it holds while in
+/// flight.
 pub struct Loaded {
-    pub batch: RecordBatch,
+    pub stream: Bytes,
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -296,7 +303,14 @@ impl Buffer {
         receipt: Option<Arc<Receipt>>,
     ) -> Result<Vec<Bound>, IngestError> {
         let volatile = receipt.is_some();
-        let kib = permit.num_permits() as u64;
+        // Every part is encoded once, as the IPC stream that is written, kept and shipped.
+        let mut streams = Vec::with_capacity(parts.len());
+        for p in &parts {
+            let stream = strata_ingest::flight::ipc_stream(&p.batch, self.config.compression)
+                .map_err(|e| IngestError::Internal(format!("buffer encode: {e}")))?;
+            streams.push(Bytes::from(stream));
+        }
+        let kib = (streams.iter().map(Bytes::len).sum::<usize>() / 1024 + 1) as u64;
         let keep = match self.config.mode {
             _ if volatile => true,
             BufferMode::Memory => true,
@@ -308,15 +322,13 @@ impl Buffer {
         let mut positions = Vec::with_capacity(parts.len());
         if let Some(wal) = self.wal.as_ref().filter(|_| !volatile) {
             let mut encoded = Vec::with_capacity(parts.len());
-            for p in &parts {
+            for (p, stream) in parts.iter().zip(&streams) {
                 let header = DataHeader {
                     target: p.target.to_string(),
                     key_hash: p.key_hash,
                     rows: p.batch.num_rows() as u32,
                 };
-                let bytes = record::encode_data(&header, p.signal, &p.tenant, &p.batch)
-                    .map_err(|e| IngestError::Internal(format!("buffer encode: {e}")))?;
-                encoded.push(bytes);
+                encoded.push(record::encode_data(&header, p.signal, &p.tenant, stream));
             }
             let sizes: Vec<u64> = encoded.iter().map(|b| framed_len(b)).collect();
             self.admit(&parts, &sizes)?;
@@ -347,26 +359,31 @@ impl Buffer {
                 positions.push(None);
             }
         }
+        // The copies hold the memory of their streams; the rest of the request's goes now.
         // Volatile parts are not copies of on-disk batches: they do not count against the
         // share of memory such copies may take.
+        let mut permit = permit;
+        let held = permit
+            .split((kib as usize).min(permit.num_permits()))
+            .unwrap_or(permit);
         let kib = if volatile { 0 } else { kib };
         let hold = keep.then(|| {
             self.cached_kib.fetch_add(kib, Ordering::Relaxed);
             Arc::new(Hold {
-                _permit: permit,
+                _permit: held,
                 kib,
                 cached_kib: self.cached_kib.clone(),
             })
         });
         let mut state = self.lock();
-        for (p, pos) in parts.into_iter().zip(positions) {
+        for ((p, pos), stream) in parts.into_iter().zip(positions).zip(streams) {
             let id = match pos {
                 Some((pos, _)) => pos.id,
                 None => self.next_memory_id.fetch_add(1, Ordering::Relaxed),
             };
             let bytes = match pos {
                 Some((_, size)) => size as usize,
-                None => p.batch.get_array_memory_size(),
+                None => stream.len(),
             };
             let entry = Entry {
                 id,
@@ -389,7 +406,7 @@ impl Buffer {
                     entry: entry.clone(),
                     target: p.target.clone(),
                     position: pos.map(|(p, _)| p),
-                    cached: hold.as_ref().map(|h| (p.batch, h.clone())),
+                    cached: hold.as_ref().map(|h| (stream, h.clone())),
                     route_segment: None,
                     receipt: receipt.clone(),
                 },
@@ -499,9 +516,9 @@ impl Buffer {
                 meta.entry.bytes,
             )
         };
-        if let Some(batch) = cached {
+        if let Some(stream) = cached {
             return Some(Ok(Loaded {
-                batch,
+                stream,
                 permit: None,
             }));
         }
@@ -510,8 +527,8 @@ impl Buffer {
                 "entry has neither a copy in memory nor on disk".into(),
             )));
         };
-        // Decoded Arrow data is a few times its LZ4 size; hold memory for it while shipping.
-        let kib = ((bytes * 4) / 1024 + 1).min(self.memory_kib as usize / 2) as u32;
+        // The record's bytes are held while shipping (nothing is decoded).
+        let kib = (bytes / 1024 + 1).min(self.memory_kib as usize / 2) as u32;
         let permit = if wait {
             self.memory.clone().acquire_many_owned(kib).await.ok()
         } else {
@@ -522,17 +539,19 @@ impl Buffer {
         };
         let read = tokio::task::spawn_blocking(move || {
             let bytes = wal.read(position).map_err(|e| e.to_string())?;
-            match record::decode(&bytes).map_err(|e| e.to_string())? {
-                Record::Data { rest, .. } => record::decode_data(rest)
-                    .map(|(_, _, b)| b)
-                    .map_err(|e| e.to_string()),
-                _ => Err("not a data record".to_string()),
-            }
+            let start = match record::decode(&bytes).map_err(|e| e.to_string())? {
+                Record::Data { rest, .. } => {
+                    bytes.len() - rest.len()
+                        + record::data_stream(rest).map_err(|e| e.to_string())?
+                }
+                _ => return Err("not a data record".to_string()),
+            };
+            Ok(Bytes::from(bytes).slice(start..))
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
         Some(
-            read.map(|batch| Loaded { batch, permit })
+            read.map(|stream| Loaded { stream, permit })
                 .map_err(LoadError::Unreadable),
         )
     }

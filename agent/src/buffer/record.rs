@@ -7,10 +7,12 @@
 //! Ack   (3) := n:u32 entry_id:u64*n                                  (acknowledged entries)
 //! ```
 //!
-//! `entry` is `strata_wal::entry` (envelope with signal and tenant, then LZ4 Arrow IPC); the
-//! envelope's agent id and sequence are left empty: the sequence of a buffered batch is its
-//! entry id. All integers are little-endian. Data carries its row count and routing hash so
-//! that replay needs only the header, not the Arrow data.
+//! `entry` is `strata_wal::entry` (envelope with signal and tenant, then the batch as the Arrow
+//! IPC stream it is shipped as, compressed as `ship_compression` says; records of older agents
+//! hold LZ4 streams, shipped as they are too). The envelope's agent id and sequence are left
+//! empty: the sequence of a buffered batch is its entry id. All integers are little-endian.
+//! Data carries its row count and routing hash so that replay needs only the header, not the
+//! Arrow data, and shipping needs only [`data_stream`], not a decode.
 
 use arrow::record_batch::RecordBatch;
 use strata_schema::Signal;
@@ -61,21 +63,17 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(b);
 }
 
-pub fn encode_data(
-    header: &DataHeader,
-    signal: Signal,
-    tenant: &str,
-    batch: &RecordBatch,
-) -> Result<Vec<u8>, RecordError> {
+/// A data record of one batch, given as its encoded Arrow IPC `stream`.
+pub fn encode_data(header: &DataHeader, signal: Signal, tenant: &str, stream: &[u8]) -> Vec<u8> {
     let env = Envelope::new("", 0, signal, tenant);
-    let body = entry::encode(&env, std::slice::from_ref(batch))?;
+    let body = entry::encode_stream(&env, stream);
     let mut out = Vec::with_capacity(body.len() + header.target.len() + 16);
     out.push(DATA);
     put_str(&mut out, &header.target);
     out.extend_from_slice(&header.key_hash.to_le_bytes());
     out.extend_from_slice(&header.rows.to_le_bytes());
     out.extend_from_slice(&body);
-    Ok(out)
+    out
 }
 
 pub fn encode_route(entry: u64, target: &str) -> Vec<u8> {
@@ -163,6 +161,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
     }
 }
 
+/// Where, in a data record's `rest`, its Arrow IPC stream starts.
+pub fn data_stream(rest: &[u8]) -> Result<usize, RecordError> {
+    Ok(entry::stream_offset(rest)?)
+}
+
 /// Decodes the signal, tenant and batch of a data record's `rest`.
 pub fn decode_data(rest: &[u8]) -> Result<(Signal, String, RecordBatch), RecordError> {
     let (env, batches) = entry::decode(rest)?;
@@ -178,6 +181,8 @@ pub fn decode_data(rest: &[u8]) -> Result<(Signal, String, RecordBatch), RecordE
 #[cfg(test)]
 mod tests {
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    use arrow::ipc::CompressionType;
 
     use super::*;
 
@@ -200,7 +205,8 @@ mod tests {
             rows: 2,
         };
         let b = batch();
-        let bytes = encode_data(&header, Signal::Logs, "acme", &b).unwrap();
+        let stream = strata_ingest::flight::ipc_stream(&b, Some(CompressionType::ZSTD)).unwrap();
+        let bytes = encode_data(&header, Signal::Logs, "acme", &stream);
         let Record::Data { header: h, rest } = decode(&bytes).unwrap() else {
             panic!("not data")
         };
@@ -208,6 +214,7 @@ mod tests {
         let (signal, tenant, got) = decode_data(rest).unwrap();
         assert_eq!((signal, tenant.as_str()), (Signal::Logs, "acme"));
         assert_eq!(got, b);
+        assert_eq!(&rest[data_stream(rest).unwrap()..], &stream[..]);
         assert_eq!(
             decode(&encode_route(9, "b:1")).unwrap(),
             Record::Route {
@@ -231,9 +238,8 @@ mod tests {
             },
             Signal::Logs,
             "t",
-            &batch(),
-        )
-        .unwrap();
+            &strata_ingest::flight::ipc_stream(&batch(), None).unwrap(),
+        );
         // A cut record either fails or yields at most the rows it had (the WAL frame's
         // checksum is what rejects damaged records; this only shows nothing panics).
         for cut in 0..bytes.len() {

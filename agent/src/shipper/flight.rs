@@ -1,11 +1,11 @@
 //! Shipping buffered batches to one collector: one Flight `DoPut` in the convention of
-//! `strata_ingest::flight`, compressed as configured (`ship_compression`; the collector reads
-//! any of them). The collector answers with one `PutResult` once every batch is durable.
+//! `strata_ingest::flight`, made of the IPC streams the buffer keeps (compressed once, as
+//! `ship_compression` says; the collector reads any of them). The collector answers with one
+//! `PutResult` once every batch is durable.
 
-use arrow::ipc::CompressionType;
-use arrow::record_batch::RecordBatch;
-use arrow_flight::error::FlightError;
 use arrow_flight::FlightClient;
+use arrow_flight::error::FlightError;
+use bytes::Bytes;
 use futures::StreamExt;
 use strata_schema::envelope::Envelope;
 use tonic::transport::Endpoint;
@@ -19,15 +19,16 @@ pub fn client(addr: &str) -> Result<FlightClient, FlightError> {
     Ok(FlightClient::new(endpoint.connect_lazy()))
 }
 
-/// Ships `batches` (sequence, batch) of one signal and tenant under `envelope` (whose sequence
-/// is the first batch's); `Ok` means the collector acknowledged all of them.
+/// Ships `streams` (sequence, the batch's Arrow IPC stream as the buffer keeps it) of one
+/// signal and tenant under `envelope` (whose sequence is the first batch's), as they are: no
+/// batch is decoded or compressed again. `Ok` means the collector acknowledged all of them.
 pub async fn put(
     client: &mut FlightClient,
     envelope: &Envelope,
-    batches: Vec<(u64, RecordBatch)>,
-    compression: Option<CompressionType>,
+    streams: Vec<(u64, Bytes)>,
 ) -> Result<(), FlightError> {
-    let data = strata_ingest::flight::encode(envelope, batches, compression)?;
+    let data = strata_ingest::flight::encode_streams(envelope, streams)?;
+    let data = futures::stream::iter(data.into_iter().map(Ok));
     let mut results = client.do_put(data).await?;
     let mut acks = 0;
     while let Some(result) = results.next().await {

@@ -290,7 +290,7 @@ impl Lane {
                     break;
                 }
                 Some(Ok(loaded)) => {
-                    batches.push((q.entry.id, loaded.batch));
+                    batches.push((q.entry.id, loaded.stream));
                     held.push(loaded.permit);
                     sent.push(q);
                 }
@@ -306,14 +306,11 @@ impl Lane {
             *signal,
             tenant.to_string(),
         );
-        let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        let rows: usize = sent.iter().map(|q| q.entry.rows).sum();
         let result = match self.client() {
-            Ok(client) => timeout(
-                cfg.ship_timeout,
-                flight::put(client, &envelope, batches, cfg.ship_compression),
-            )
-            .await
-            .unwrap_or_else(|_| Err(FlightError::ProtocolError("DoPut timed out".into()))),
+            Ok(client) => timeout(cfg.ship_timeout, flight::put(client, &envelope, batches))
+                .await
+                .unwrap_or_else(|_| Err(FlightError::ProtocolError("DoPut timed out".into()))),
             Err(e) => Err(e),
         };
         drop(held);

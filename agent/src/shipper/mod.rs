@@ -42,9 +42,9 @@ use tracing::{info, warn};
 use crate::buffer::{Buffer, BufferConfig, Entry, NewPart};
 use crate::config::AgentConfig;
 use crate::discovery::Discovery;
-use strata_ingest::{Ingest, IngestError};
 use crate::metrics::AgentMetrics;
 use crate::ring::Ring;
+use strata_ingest::{Ingest, IngestError};
 
 /// What the shipper needs from the agent configuration.
 #[derive(Debug, Clone)]
@@ -55,7 +55,6 @@ pub struct ShipperConfig {
     pub batch_max_age: Duration,
     pub shutdown_grace: Duration,
     pub ship_timeout: Duration,
-    pub ship_compression: Option<arrow::ipc::CompressionType>,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
     pub breaker_max_open: Duration,
@@ -71,7 +70,6 @@ impl ShipperConfig {
             batch_max_age: Duration::from_millis(c.batch_max_age_ms.max(1)),
             shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
             ship_timeout: Duration::from_millis(c.ship_timeout_ms.max(1)),
-            ship_compression: c.ship_compression.ipc(),
             breaker_failures: c.breaker_failures,
             breaker_open: Duration::from_millis(c.breaker_open_ms.max(1)),
             breaker_max_open: Duration::from_millis(c.breaker_max_open_ms.max(1)),
@@ -82,6 +80,7 @@ impl ShipperConfig {
                 segment_bytes: c.buffer_segment_bytes,
                 key_share: c.buffer_key_share,
                 memory_limit_bytes: c.memory_limit_bytes,
+                compression: c.ship_compression.ipc(),
             },
         }
     }

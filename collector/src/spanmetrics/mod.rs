@@ -283,7 +283,7 @@ impl SpanMetrics {
                 Ok(batch) => {
                     let envelope = Envelope::new(String::new(), 0, Signal::Metrics, &tenant);
                     store
-                        .accept("spanmetrics", &envelope, &[batch])
+                        .accept("spanmetrics", &envelope, &[batch], None)
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string())

@@ -43,10 +43,10 @@ use tracing::{error, warn};
 
 pub use config::FileSourceConfig;
 
-use strata_ingest::IngestError;
 use crate::shipper::Shipper;
 use checkpoint::{Checkpoints, Loaded};
 use metrics::{FileMetrics, SourceMetrics};
+use strata_ingest::IngestError;
 use tailer::{Outgoing, Tailer, Update};
 
 /// A shipped batch whose checkpoint changes wait for its acknowledgement.

@@ -30,8 +30,8 @@ use strata_schema::remote_write::{Label, MetricMetadata, Sample, TimeSeries, Wri
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use strata_ingest::otlp::{Metrics, OtlpReceiver};
 use crate::metrics::Labels;
+use strata_ingest::otlp::{Metrics, OtlpReceiver};
 
 pub use parse::{Exposition, ParsedSample, parse};
 
