@@ -22,6 +22,8 @@
 //!   cannot be decoded is skipped and counted; the agent starts either way.
 
 pub mod record;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -22,6 +22,7 @@ use super::super::config::FileSourceConfig;
 use super::super::framing::{FrameIssues, Framed};
 use super::super::identity::FileKey;
 use super::super::k8s;
+use super::super::lines::{Line, LineSplitter};
 use super::super::metrics::SourceMetrics;
 use super::super::parse::MessageParser;
 use super::{Batch, FileMeta, Tracked};
@@ -92,25 +93,23 @@ impl Out<'_> {
 
 /// Splits, frames, joins and parses the bytes read from a file.
 pub(super) fn feed(t: &mut Tracked, bytes: &[u8], now: Instant, out: &mut Out<'_>) {
-    let mut issues = FrameIssues::default();
-    let meta = t.meta.clone();
-    let Tracked {
-        lines,
-        framer,
-        multiline,
-        ..
-    } = t;
-    lines.feed(bytes, &mut |line| {
-        framer.push(&line, &mut issues, &mut |f| match multiline {
-            Some(m) => m.push(f, now, &mut |r| out.record(&meta, r)),
-            None => out.record(&meta, f),
-        });
+    split_and_emit(t, now, out, |lines, emit| {
+        lines.feed(bytes, &mut |l| emit(l))
     });
-    out.count(&issues);
 }
 
 /// Emits the file's incomplete last line as a line.
 pub(super) fn finish_line(t: &mut Tracked, now: Instant, out: &mut Out<'_>) {
+    split_and_emit(t, now, out, |lines, emit| lines.finish(&mut |l| emit(l)));
+}
+
+/// Frames, joins and parses the lines `split` yields from the file's line splitter.
+fn split_and_emit(
+    t: &mut Tracked,
+    now: Instant,
+    out: &mut Out<'_>,
+    split: impl FnOnce(&mut LineSplitter, &mut dyn FnMut(Line<'_>)),
+) {
     let mut issues = FrameIssues::default();
     let meta = t.meta.clone();
     let Tracked {
@@ -119,7 +118,7 @@ pub(super) fn finish_line(t: &mut Tracked, now: Instant, out: &mut Out<'_>) {
         multiline,
         ..
     } = t;
-    lines.finish(&mut |line| {
+    split(lines, &mut |line| {
         framer.push(&line, &mut issues, &mut |f| match multiline {
             Some(m) => m.push(f, now, &mut |r| out.record(&meta, r)),
             None => out.record(&meta, f),
