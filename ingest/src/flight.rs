@@ -14,47 +14,18 @@
 //!
 //! Invariants:
 //! - [`decode_groups`] yields batches in stream order, grouped by consecutive equal sequence:
-//!   what [`encode`] or [`encode_streams`] sent as one batch comes back as one group.
+//!   what [`encode_streams`] (or an older agent's encoder) sent as one batch comes back as one group.
 //! - A stream that is not a well-formed IPC stream is an error, never a panic.
 
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, FlightDescriptor};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use strata_schema::envelope::Envelope;
-
-/// The `DoPut` stream of `batches` (sequence, batch) under `envelope` (whose sequence is the
-/// first batch's), IPC-compressed with `compression`.
-pub fn encode(
-    envelope: &Envelope,
-    batches: Vec<(u64, RecordBatch)>,
-    compression: Option<CompressionType>,
-) -> Result<impl Stream<Item = Result<FlightData, FlightError>> + Send + 'static, FlightError> {
-    let options = IpcWriteOptions::default().try_with_compression(compression)?;
-    let mut streams = Vec::with_capacity(batches.len());
-    for (i, (seq, batch)) in batches.into_iter().enumerate() {
-        let mut builder = FlightDataEncoderBuilder::new().with_options(options.clone());
-        if i == 0 {
-            builder = builder
-                .with_flight_descriptor(Some(FlightDescriptor::new_cmd(envelope.encode_to_vec())));
-        }
-        let seq = bytes::Bytes::copy_from_slice(&seq.to_le_bytes());
-        streams.push(
-            builder
-                .build(futures::stream::iter([Ok(batch)]))
-                .map_ok(move |mut data| {
-                    data.app_metadata = seq.clone();
-                    data
-                }),
-        );
-    }
-    Ok(futures::stream::iter(streams).flatten())
-}
 
 /// `batch` as an Arrow IPC stream (schema, batch, end of stream), compressed with `compression`:
 /// the form in which a batch is kept and shipped.
@@ -117,7 +88,7 @@ pub fn stream_messages(stream: &Bytes) -> Result<Vec<FlightData>, FlightError> {
 }
 
 /// The `DoPut` stream of `streams` (sequence, Arrow IPC stream of one batch, as made by
-/// [`ipc_stream`]) under `envelope`: the same messages [`encode`] would send, with no encoding.
+/// [`ipc_stream`]) under `envelope`, with no encoding.
 pub fn encode_streams(
     envelope: &Envelope,
     streams: Vec<(u64, Bytes)>,
@@ -238,6 +209,35 @@ mod tests {
     use strata_schema::Signal;
 
     use super::*;
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+
+    /// The `DoPut` stream an agent before compress-once sent: `batches` (sequence, batch) under `envelope` (whose sequence is the
+    /// first batch's), IPC-compressed with `compression`.
+    fn encode(
+        envelope: &Envelope,
+        batches: Vec<(u64, RecordBatch)>,
+        compression: Option<CompressionType>,
+    ) -> Result<impl Stream<Item = Result<FlightData, FlightError>> + Send + 'static, FlightError>
+    {
+        let options = IpcWriteOptions::default().try_with_compression(compression)?;
+        let mut streams = Vec::with_capacity(batches.len());
+        for (i, (seq, batch)) in batches.into_iter().enumerate() {
+            let mut builder = FlightDataEncoderBuilder::new().with_options(options.clone());
+            if i == 0 {
+                builder = builder.with_flight_descriptor(Some(FlightDescriptor::new_cmd(
+                    envelope.encode_to_vec(),
+                )));
+            }
+            let seq = bytes::Bytes::copy_from_slice(&seq.to_le_bytes());
+            streams.push(builder.build(futures::stream::iter([Ok(batch)])).map_ok(
+                move |mut data| {
+                    data.app_metadata = seq.clone();
+                    data
+                },
+            ));
+        }
+        Ok(futures::stream::iter(streams).flatten())
+    }
 
     fn batch(values: &[i64]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
