@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use strata_schema::remote_write;
 
-use crate::otlp::{Metrics, OtlpReceiver, TENANT_HEADER};
+use crate::otlp::{Metrics, OtlpReceiver, Payload, TENANT_HEADER};
 use crate::sink::RETRY_AFTER_SECS;
 
 /// Path of the remote write endpoint.
@@ -199,7 +199,7 @@ async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Respo
             resource_metrics: converted.resource_metrics,
         };
         if let Err(e) = receiver
-            .export::<Metrics>(PROTOCOL, tenant.as_deref(), request)
+            .export::<Metrics>(PROTOCOL, tenant.as_deref(), Payload::Decoded(request))
             .await
         {
             // `export` counted the request and its refused items.

@@ -154,6 +154,51 @@ pub(crate) fn find_rendered(attributes: &[KeyValue], key: &str) -> Option<String
         .map(any_value_to_string)
 }
 
+/// One attribute value as the map builder takes it: a scalar borrowed from where it was decoded
+/// (the fast path of the protobuf decoder), or a whole `AnyValue` (prost's types, or a value the
+/// decoder could not take apart, such as an array or a kvlist).
+#[derive(Debug, Clone)]
+pub(crate) enum ValueRef<'a> {
+    /// The `KeyValue` had no value.
+    Absent,
+    Str(&'a str),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    Bytes(&'a [u8]),
+    Any(std::borrow::Cow<'a, AnyValue>),
+}
+
+impl<'a> ValueRef<'a> {
+    /// The value of a prost `KeyValue`.
+    pub(crate) fn of(value: Option<&'a AnyValue>) -> Self {
+        value.map_or(ValueRef::Absent, |v| {
+            ValueRef::Any(std::borrow::Cow::Borrowed(v))
+        })
+    }
+
+    /// Appends the value rendered as [`any_value_to_string`] does, as one row of `out`; appends
+    /// nothing and returns false when the value is absent.
+    pub(crate) fn append_rendered(&self, out: &mut StringBuilder) -> bool {
+        match self {
+            ValueRef::Absent => return false,
+            ValueRef::Str(s) => out.append_value(s),
+            ValueRef::Int(i) => {
+                let _ = write!(out, "{i}");
+                out.append_value("");
+            }
+            ValueRef::Double(d) => {
+                let _ = write!(out, "{d}");
+                out.append_value("");
+            }
+            ValueRef::Bool(b) => out.append_value(if *b { "true" } else { "false" }),
+            ValueRef::Bytes(b) => out.append_value(hex::encode(b)),
+            ValueRef::Any(v) => out.append_value(any_value_to_string(v)),
+        }
+        true
+    }
+}
+
 /// Appends `KeyValue` lists as rows of an attribute map column.
 pub(crate) struct AttributeMapBuilder {
     column: &'static str,
@@ -187,9 +232,19 @@ impl AttributeMapBuilder {
     /// Append one row holding `attributes` in order.
     pub(crate) fn append(&mut self, attributes: &[KeyValue]) -> Result<()> {
         for kv in attributes {
-            self.keys.append_value(&kv.key);
-            self.append_value(kv.value.as_ref());
+            self.append_entry(&kv.key, &ValueRef::of(kv.value.as_ref()));
         }
+        self.close_row()
+    }
+
+    /// Append one entry to the row being built; [`Self::close_row`] ends the row.
+    pub(crate) fn append_entry(&mut self, key: &str, value: &ValueRef<'_>) {
+        self.keys.append_value(key);
+        self.append_value(value);
+    }
+
+    /// End a non-null row holding the entries appended since the last row.
+    pub(crate) fn close_row(&mut self) -> Result<()> {
         self.push_offset()?;
         self.validity.append_non_null();
         Ok(())
@@ -212,16 +267,23 @@ impl AttributeMapBuilder {
         Ok(())
     }
 
-    fn append_value(&mut self, value: Option<&AnyValue>) {
+    fn append_value(&mut self, value: &ValueRef<'_>) {
         let (mut s, mut i, mut d, mut b, mut by, mut any) = (None, None, None, None, None, None);
-        match value.map(|v| (v, v.value.as_ref())) {
-            None => {}
-            Some((_, Some(Value::StringValue(v)))) => s = Some(v.as_str()),
-            Some((_, Some(Value::IntValue(v)))) => i = Some(*v),
-            Some((_, Some(Value::DoubleValue(v)))) => d = Some(*v),
-            Some((_, Some(Value::BoolValue(v)))) => b = Some(*v),
-            Some((_, Some(Value::BytesValue(v)))) => by = Some(v.as_slice()),
-            Some((whole, _)) => any = Some(whole.encode_to_vec()),
+        match value {
+            ValueRef::Absent => {}
+            ValueRef::Str(v) => s = Some(*v),
+            ValueRef::Int(v) => i = Some(*v),
+            ValueRef::Double(v) => d = Some(*v),
+            ValueRef::Bool(v) => b = Some(*v),
+            ValueRef::Bytes(v) => by = Some(*v),
+            ValueRef::Any(whole) => match &whole.value {
+                Some(Value::StringValue(v)) => s = Some(v.as_str()),
+                Some(Value::IntValue(v)) => i = Some(*v),
+                Some(Value::DoubleValue(v)) => d = Some(*v),
+                Some(Value::BoolValue(v)) => b = Some(*v),
+                Some(Value::BytesValue(v)) => by = Some(v.as_slice()),
+                _ => any = Some(whole.encode_to_vec()),
+            },
         }
         self.str_.append_option(s);
         self.int.append_option(i);

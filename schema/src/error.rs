@@ -70,6 +70,9 @@ pub enum Error {
         #[source]
         source: prost::DecodeError,
     },
+    /// Protobuf request bytes are malformed (see [`crate::wire`]).
+    #[error("failed to decode Protobuf message: {0}")]
+    Wire(#[from] crate::wire::WireError),
     /// Building an Arrow array failed.
     #[error("cannot build arrow column `{column}`")]
     Arrow {

@@ -1,6 +1,8 @@
 //! Strata's shared schema crate: the Arrow schemas of the three signal tables, their column
 //! names, the OTLP -> Arrow builders and their inverses, and the envelope that travels with a
-//! batch from agent to collector.
+//! batch from agent to collector. Spans go from an export request's protobuf bytes straight into
+//! the builders ([`traces::decode`], over the wire reader in [`wire`]); logs and metrics go
+//! through prost's structs.
 //!
 //! Invariants:
 //! - One row per span / log record / metric data point; the resource and the instrumentation
@@ -30,6 +32,7 @@ pub mod remote_write;
 pub mod signal;
 pub mod text;
 pub mod traces;
+pub mod wire;
 
 mod datatypes;
 mod error;

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, LogsData, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
@@ -142,6 +143,75 @@ fn resource_spans() -> impl Strategy<Value = Vec<ResourceSpans>> {
 
 fn traces_bytes(r: Vec<ResourceSpans>) -> Vec<u8> {
     TracesData { resource_spans: r }.encode_to_vec()
+}
+
+/// The spans with a 16-byte trace id and an 8-byte span id, neither all zero; and how many
+/// were not.
+fn retain_valid_spans(mut input: Vec<ResourceSpans>) -> (Vec<ResourceSpans>, usize) {
+    let valid = |id: &[u8], len| id.len() == len && id.iter().any(|&b| b != 0);
+    let mut rejected = 0;
+    for rs in &mut input {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| {
+                let ok = valid(&s.trace_id, 16) && valid(&s.span_id, 8);
+                rejected += usize::from(!ok);
+                ok
+            });
+        }
+    }
+    (input, rejected)
+}
+
+/// `duration_nanos` and the promoted span columns of `batch`, row by row against the spans of
+/// `input` in order: a promoted column holds the first present key of its list, rendered.
+fn check_derived_span_columns(
+    batch: &arrow::array::RecordBatch,
+    input: &[ResourceSpans],
+) -> Result<(), TestCaseError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+    let spans: Vec<&Span> = input
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .collect();
+    prop_assert_eq!(batch.num_rows(), spans.len());
+    let duration = batch
+        .column_by_name("duration_nanos")
+        .expect("duration_nanos")
+        .as_primitive::<Int64Type>();
+    let promoted: [(&str, &[&str]); 5] = [
+        ("http_method", &["http.request.method", "http.method"]),
+        (
+            "http_status_code",
+            &["http.response.status_code", "http.status_code"],
+        ),
+        ("http_route", &["http.route"]),
+        ("rpc_method", &["rpc.method"]),
+        ("db_system", &["db.system", "db.system.name"]),
+    ];
+    for (row, span) in spans.iter().enumerate() {
+        prop_assert_eq!(
+            duration.value(row),
+            (span.end_time_unix_nano as i64).wrapping_sub(span.start_time_unix_nano as i64)
+        );
+        for (column, keys) in promoted {
+            let array = batch
+                .column_by_name(column)
+                .expect(column)
+                .as_string::<i32>();
+            let expected = keys.iter().find_map(|k| {
+                span.attributes
+                    .iter()
+                    .find(|kv| kv.key == *k)
+                    .and_then(|kv| kv.value.as_ref())
+                    .map(strata_schema::any_value_to_string)
+            });
+            let got = array.is_valid(row).then(|| array.value(row).to_owned());
+            prop_assert_eq!(got, expected, "{} of row {}", column, row);
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- logs
@@ -469,6 +539,46 @@ proptest! {
         let mangled: Vec<_> = read.iter().map(mangle).collect();
         let output = traces::from_batches(&mangled).expect("from_batches after mangling");
         prop_assert_eq!(traces_bytes(output), traces_bytes(expected));
+        check_derived_span_columns(&batch, &input)?;
+    }
+
+    /// What a receiver does with request bytes: spans with invalid ids are left out and
+    /// counted, the rest are the spans of the request.
+    #[test]
+    fn traces_decode_leaves_out_invalid_ids(input in resource_spans()) {
+        let bytes = ExportTraceServiceRequest { resource_spans: input.clone() }.encode_to_vec();
+        let decoded = traces::decode(&bytes).expect("decode");
+        let (valid, rejected) = retain_valid_spans(input);
+        prop_assert_eq!(decoded.rejected, rejected);
+        let output = traces::from_batches(std::slice::from_ref(&decoded.batch)).expect("from_batches");
+        prop_assert_eq!(traces_bytes(output), traces_bytes(normalize_traces(&valid)));
+        check_derived_span_columns(&decoded.batch, &valid)?;
+    }
+
+    /// Damaged request bytes never panic the decoder, and whatever prost accepts, the decoder
+    /// accepts with the same result (prost's canonical re-encoding decodes the same).
+    #[test]
+    fn traces_decode_of_damaged_bytes_agrees_with_prost(
+        input in resource_spans(),
+        damage in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut bytes = ExportTraceServiceRequest { resource_spans: input }.encode_to_vec();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        for (at, byte) in &damage {
+            let i = at.index(bytes.len());
+            bytes[i] = *byte;
+        }
+        let ours = traces::decode(&bytes);
+        if let Ok(request) = ExportTraceServiceRequest::decode(bytes.as_slice()) {
+            let ours = ours.expect("what prost decodes, the decoder decodes");
+            let again = traces::decode(&request.encode_to_vec()).expect("canonical bytes");
+            prop_assert_eq!(ours.rejected, again.rejected);
+            let a = traces::from_batches(std::slice::from_ref(&ours.batch)).expect("from_batches");
+            let b = traces::from_batches(std::slice::from_ref(&again.batch)).expect("from_batches");
+            prop_assert_eq!(traces_bytes(a), traces_bytes(b));
+        }
     }
 
     #[test]

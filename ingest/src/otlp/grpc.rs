@@ -1,4 +1,5 @@
-//! OTLP/gRPC receiver: the three generated tonic services over one [`OtlpReceiver`].
+//! OTLP/gRPC receiver: the three OTLP services over one [`OtlpReceiver`], written on tonic's
+//! server half (not its generated servers) so that a request reaches the receiver as bytes.
 //!
 //! Status codes follow the OTLP spec: a request that cannot be decoded is `INVALID_ARGUMENT`,
 //! one over the size limit (also after gzip decompression) is `RESOURCE_EXHAUSTED`, a full
@@ -6,85 +7,157 @@
 //! answers `INTERNAL` for undecodable protobuf and `OUT_OF_RANGE` for an oversized frame;
 //! [`map_status`] rewrites those two in one place.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
+use futures::future::BoxFuture;
 use http::HeaderValue;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, TENANT_HEADER, Traces};
+use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, Payload, TENANT_HEADER, Traces};
 use strata_server::Result;
 
-/// The gRPC face of an [`OtlpReceiver`].
-#[derive(Clone)]
-pub struct OtlpGrpc(pub Arc<OtlpReceiver>);
+/// The `Export` method of one signal's OTLP service over an [`OtlpReceiver`]. The request
+/// message reaches the receiver as the bytes it came in ([`Payload::Protobuf`]), so that traces
+/// are decoded straight into Arrow; the response is the signal's prost message.
+pub struct OtlpService<S> {
+    receiver: Arc<OtlpReceiver>,
+    signal: PhantomData<fn() -> S>,
+}
 
-impl OtlpGrpc {
-    async fn export<S: OtlpSignal>(
-        &self,
-        request: Request<S::Request>,
-    ) -> Result<Response<S::Response>, Status> {
-        let tenant = request
-            .metadata()
-            .get(TENANT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        self.0
-            .export::<S>("grpc", tenant.as_deref(), request.into_inner())
-            .await
-            .map(|rejected| Response::new(rejected.into_response::<S>()))
-            .map_err(|e| e.to_status())
+impl<S> Clone for OtlpService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            receiver: self.receiver.clone(),
+            signal: PhantomData,
+        }
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        OtlpGrpc::export::<Traces>(self, request).await
+impl<S: OtlpSignal> OtlpService<S> {
+    pub fn new(receiver: Arc<OtlpReceiver>) -> Self {
+        Self {
+            receiver,
+            signal: PhantomData,
+        }
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        OtlpGrpc::export::<Logs>(self, request).await
+impl<S: OtlpSignal> NamedService for OtlpService<S> {
+    const NAME: &'static str = S::GRPC_SERVICE;
+}
+
+impl<S: OtlpSignal> UnaryService<Bytes> for OtlpService<S> {
+    type Response = S::Response;
+    type Future = BoxFuture<'static, Result<Response<S::Response>, Status>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let receiver = self.receiver.clone();
+        Box::pin(async move {
+            let tenant = request
+                .metadata()
+                .get(TENANT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            receiver
+                .export::<S>(
+                    "grpc",
+                    tenant.as_deref(),
+                    Payload::Protobuf(request.into_inner()),
+                )
+                .await
+                .map(|rejected| Response::new(rejected.into_response::<S>()))
+                .map_err(|e| e.to_status())
+        })
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        OtlpGrpc::export::<Metrics>(self, request).await
+impl<S: OtlpSignal, B> tower::Service<http::Request<B>> for OtlpService<S>
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move {
+            let method = format!("/{}/Export", S::GRPC_SERVICE);
+            if request.uri().path() != method {
+                return Ok(Status::unimplemented(format!(
+                    "{} has no method {}",
+                    S::GRPC_SERVICE,
+                    request.uri().path()
+                ))
+                .into_http());
+            }
+            let limit = service.receiver.max_request_bytes();
+            let mut grpc = Grpc::new(ExportCodec::<S::Response>::default())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(limit);
+            Ok(grpc.unary(service, request).await)
+        })
+    }
+}
+
+/// Request messages as their bytes, responses as prost messages.
+struct ExportCodec<R>(PhantomData<fn() -> R>);
+
+impl<R> Default for ExportCodec<R> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<R: prost::Message + Send + 'static> Codec for ExportCodec<R> {
+    type Encode = R;
+    type Decode = Bytes;
+    type Encoder = ResponseEncoder<R>;
+    type Decoder = RequestBytes;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ResponseEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RequestBytes
+    }
+}
+
+struct ResponseEncoder<R>(PhantomData<fn() -> R>);
+
+impl<R: prost::Message> Encoder for ResponseEncoder<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn encode(&mut self, item: R, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("cannot encode the response: {e}")))
+    }
+}
+
+struct RequestBytes;
+
+impl Decoder for RequestBytes {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
@@ -115,27 +188,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let limit = receiver.max_request_bytes();
-    let svc = OtlpGrpc(receiver);
     tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(
             map_status::<tonic::body::Body>,
         ))
-        .add_service(
-            TraceServiceServer::new(svc.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            LogsServiceServer::new(svc.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            MetricsServiceServer::new(svc)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
+        .add_service(OtlpService::<Traces>::new(receiver.clone()))
+        .add_service(OtlpService::<Logs>::new(receiver.clone()))
+        .add_service(OtlpService::<Metrics>::new(receiver))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
         .map_err(|e| strata_server::Error::Serve {
@@ -146,6 +205,7 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use tokio_util::sync::CancellationToken;
@@ -209,6 +269,65 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         stop.cancel();
         server.await.unwrap().unwrap();
+    }
+
+    /// Bytes that are not an export request: `INVALID_ARGUMENT` naming the decode failure,
+    /// counted, nothing ingested.
+    #[tokio::test]
+    async fn undecodable_requests_are_invalid_argument() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let sink = Arc::new(Sink::default());
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(OtlpMetrics::register(&mut registry, "test"));
+        let receiver = Arc::new(OtlpReceiver::new(
+            sink.clone(),
+            metrics,
+            1 << 20,
+            "default".into(),
+        ));
+        // A gRPC frame (uncompressed, 3 bytes): field 1, length 5, but only one byte follows.
+        let mut frame = vec![0u8];
+        frame.extend(3u32.to_be_bytes());
+        frame.extend([0x0a, 0x05, 0x01]);
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            .header("content-type", "application/grpc")
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                Bytes::from(frame),
+            )))
+            .unwrap();
+        let response = OtlpService::<Traces>::new(receiver.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let headers = response.headers().clone();
+        let trailers = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .trailers()
+            .cloned()
+            .unwrap_or_default();
+        let status = Status::from_header_map(&headers)
+            .or_else(|| Status::from_header_map(&trailers))
+            .expect("a grpc-status");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains("cannot decode traces request"),
+            "{status:?}"
+        );
+        assert!(sink.got.lock().unwrap().is_empty());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                r#"test_otlp_requests_total{signal="traces",protocol="grpc",outcome="invalid"} 1"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use tower_http::decompression::RequestDecompressionLayer;
 
-use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, TENANT_HEADER, Traces};
+use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, Payload, TENANT_HEADER, Traces};
 use tonic::Code;
 
 use crate::sink::{IngestError, RETRY_AFTER_SECS};
@@ -178,23 +178,25 @@ async fn export<S: OtlpSignal>(
             ));
         }
     };
-    let decoded = match enc {
-        Encoding::Protobuf => S::Request::decode(body).map_err(|e| e.to_string()),
-        Encoding::Json => serde_json::from_slice::<S::Request>(&body).map_err(|e| e.to_string()),
+    let payload = match enc {
+        Encoding::Protobuf => Payload::Protobuf(body),
+        Encoding::Json => match serde_json::from_slice::<S::Request>(&body) {
+            Ok(request) => Payload::Decoded(request),
+            Err(e) => {
+                receiver
+                    .metrics()
+                    .refused_request(signal, "http", "invalid");
+                return Err(HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    Code::InvalidArgument as i32,
+                    format!("cannot decode {signal} request: {e}"),
+                    enc,
+                ));
+            }
+        },
     };
-    let request = decoded.map_err(|e| {
-        receiver
-            .metrics()
-            .refused_request(signal, "http", "invalid");
-        HttpError::new(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidArgument as i32,
-            format!("cannot decode {signal} request: {e}"),
-            enc,
-        )
-    })?;
     let rejected = receiver
-        .export::<S>("http", tenant.as_deref(), request)
+        .export::<S>("http", tenant.as_deref(), payload)
         .await
         .map_err(|e| HttpError::from_ingest(e, enc))?;
     let body = match enc {

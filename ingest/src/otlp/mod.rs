@@ -1,8 +1,9 @@
 //! OTLP receivers (gRPC in [`grpc`], HTTP in [`http`]) in front of an [`Ingest`] sink.
 //!
-//! Both protocols decode into the prost request types and call [`OtlpReceiver::export`], which
-//! drops what the OTLP spec says a server must reject (spans with an invalid trace or span id,
-//! metrics without a name), converts the rest to one Arrow batch and hands it to the sink. The
+//! Both protocols hand [`OtlpReceiver::export`] the request's protobuf bytes (or, for JSON, the
+//! decoded prost request); it drops what the OTLP spec says a server must reject (spans with an
+//! invalid trace or span id, metrics without a name), converts the rest to one Arrow batch
+//! ([`OtlpSignal::convert_payload`]) and hands it to the sink. The
 //! rejected part is reported as OTLP partial success. The tenant comes from the
 //! `X-Scope-OrgID` header, as in Tempo, Loki and Mimir. Prometheus remote write
 //! ([`crate::remote_write`]) is served beside OTLP/HTTP and ingested through the same receiver.
@@ -22,7 +23,7 @@ use tracing::warn;
 use strata_server::Labels;
 
 use crate::sink::{Ingest, IngestError};
-pub use signal::{Logs, Metrics, OtlpSignal, Traces};
+pub use signal::{Converted, Logs, Metrics, OtlpSignal, Payload, Traces};
 
 /// Header (gRPC metadata key) naming the tenant of a request.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
@@ -119,7 +120,7 @@ impl OtlpReceiver {
         &self,
         protocol: &'static str,
         tenant: Option<&str>,
-        mut request: S::Request,
+        payload: Payload<S::Request>,
     ) -> Result<Rejected, IngestError> {
         let signal = S::SIGNAL.as_str();
         let outcome = |o: &str| {
@@ -139,15 +140,19 @@ impl OtlpReceiver {
                 return Err(e);
             }
         };
-        let rejected = S::retain_valid(&mut request);
-        let items = S::items(&request);
-        let result = if items == 0 {
-            Ok(())
-        } else {
-            match S::to_batch(&request) {
-                Ok(batch) => self.ingest.ingest(tenant, S::SIGNAL, batch).await,
-                Err(e) => Err(IngestError::Invalid(e.to_string())),
+        let (result, items, rejected) = match S::convert_payload(payload) {
+            Ok(Converted {
+                batch,
+                items,
+                rejected,
+            }) => {
+                let result = match batch {
+                    Some(batch) => self.ingest.ingest(tenant, S::SIGNAL, batch).await,
+                    None => Ok(()),
+                };
+                (result, items, rejected)
             }
+            Err(e) => (Err(e), 0, Rejected::default()),
         };
         match result {
             Ok(()) => {

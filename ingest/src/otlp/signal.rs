@@ -1,6 +1,12 @@
 //! Per-signal glue for the OTLP receivers: request/response types, validation and conversion.
+//!
+//! [`OtlpSignal::convert_protobuf`] is the path of every protobuf request (gRPC and HTTP): for
+//! traces it decodes the bytes straight into Arrow ([`strata_schema::traces::decode`]); logs and
+//! metrics decode with prost first. JSON requests are decoded with serde and go through
+//! [`OtlpSignal::convert`].
 
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -13,6 +19,28 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use strata_schema::Signal;
 
 use super::Rejected;
+use crate::sink::IngestError;
+
+/// A request as a receiver got it: protobuf bytes, or already decoded (JSON).
+pub enum Payload<R> {
+    Protobuf(Bytes),
+    Decoded(R),
+}
+
+/// A request turned into one batch of its valid items.
+pub struct Converted {
+    /// The valid items; `None` when there are none.
+    pub batch: Option<RecordBatch>,
+    /// Items in `batch`.
+    pub items: usize,
+    /// What was left out.
+    pub rejected: Rejected,
+}
+
+/// A request that is not protobuf of the signal's request type.
+fn undecodable(signal: Signal, e: impl std::fmt::Display) -> IngestError {
+    IngestError::Invalid(format!("cannot decode {signal} request: {e}"))
+}
 
 /// One OTLP signal as the receivers see it.
 pub trait OtlpSignal: Send + 'static {
@@ -21,6 +49,8 @@ pub trait OtlpSignal: Send + 'static {
     const HTTP_PATH: &'static str;
     /// JSON name of the partial-success count field.
     const REJECTED_FIELD: &'static str;
+    /// Full name of the OTLP gRPC service.
+    const GRPC_SERVICE: &'static str;
     type Request: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static;
     type Response: prost::Message + Default + Send + 'static;
 
@@ -30,6 +60,37 @@ pub trait OtlpSignal: Send + 'static {
     fn items(request: &Self::Request) -> usize;
     fn to_batch(request: &Self::Request) -> strata_schema::Result<RecordBatch>;
     fn response(rejected: i64, message: String) -> Self::Response;
+
+    /// Drops what must be rejected and converts the rest.
+    fn convert(request: &mut Self::Request) -> Result<Converted, IngestError> {
+        let rejected = Self::retain_valid(request);
+        let items = Self::items(request);
+        let batch = if items == 0 {
+            None
+        } else {
+            Some(Self::to_batch(request).map_err(|e| IngestError::Invalid(e.to_string()))?)
+        };
+        Ok(Converted {
+            batch,
+            items,
+            rejected,
+        })
+    }
+
+    /// Decodes protobuf request bytes, drops what must be rejected and converts the rest.
+    fn convert_protobuf(body: &[u8]) -> Result<Converted, IngestError> {
+        let mut request = <Self::Request as prost::Message>::decode(body)
+            .map_err(|e| undecodable(Self::SIGNAL, e))?;
+        Self::convert(&mut request)
+    }
+
+    /// Either payload, converted.
+    fn convert_payload(payload: Payload<Self::Request>) -> Result<Converted, IngestError> {
+        match payload {
+            Payload::Protobuf(body) => Self::convert_protobuf(&body),
+            Payload::Decoded(mut request) => Self::convert(&mut request),
+        }
+    }
 }
 
 pub struct Traces;
@@ -40,10 +101,24 @@ fn is_valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|&b| b != 0)
 }
 
+fn rejected_spans(count: i64) -> Rejected {
+    Rejected {
+        count,
+        message: if count > 0 {
+            format!(
+                "{count} spans rejected: trace_id must be 16 bytes and span_id 8 bytes, not all zero"
+            )
+        } else {
+            String::new()
+        },
+    }
+}
+
 impl OtlpSignal for Traces {
     const SIGNAL: Signal = Signal::Traces;
     const HTTP_PATH: &'static str = "/v1/traces";
     const REJECTED_FIELD: &'static str = "rejectedSpans";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
 
@@ -58,16 +133,7 @@ impl OtlpSignal for Traces {
                 });
             }
         }
-        Rejected {
-            count,
-            message: if count > 0 {
-                format!(
-                    "{count} spans rejected: trace_id must be 16 bytes and span_id 8 bytes, not all zero"
-                )
-            } else {
-                String::new()
-            },
-        }
+        rejected_spans(count)
     }
 
     fn items(request: &Self::Request) -> usize {
@@ -76,6 +142,20 @@ impl OtlpSignal for Traces {
 
     fn to_batch(request: &Self::Request) -> strata_schema::Result<RecordBatch> {
         strata_schema::traces::to_batch(&request.resource_spans)
+    }
+
+    /// Straight from the bytes into Arrow, spans with invalid ids left out on the way.
+    fn convert_protobuf(body: &[u8]) -> Result<Converted, IngestError> {
+        let decoded = strata_schema::traces::decode(body).map_err(|e| match e {
+            strata_schema::Error::Wire(e) => undecodable(Self::SIGNAL, e),
+            other => IngestError::Invalid(other.to_string()),
+        })?;
+        let items = decoded.batch.num_rows();
+        Ok(Converted {
+            batch: (items > 0).then_some(decoded.batch),
+            items,
+            rejected: rejected_spans(decoded.rejected as i64),
+        })
     }
 
     fn response(rejected: i64, message: String) -> Self::Response {
@@ -92,6 +172,7 @@ impl OtlpSignal for Logs {
     const SIGNAL: Signal = Signal::Logs;
     const HTTP_PATH: &'static str = "/v1/logs";
     const REJECTED_FIELD: &'static str = "rejectedLogRecords";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
 
@@ -135,6 +216,7 @@ impl OtlpSignal for Metrics {
     const SIGNAL: Signal = Signal::Metrics;
     const HTTP_PATH: &'static str = "/v1/metrics";
     const REJECTED_FIELD: &'static str = "rejectedDataPoints";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
 

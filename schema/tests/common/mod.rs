@@ -95,9 +95,11 @@ pub fn any_value() -> impl Strategy<Value = AnyValue> {
 
 pub fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
     let key = prop_oneof![
-        text(),
-        Just("http.method".to_owned()),
-        Just("service.name".to_owned())
+        3 => text(),
+        1 => Just("http.method".to_owned()),
+        1 => Just("http.request.method".to_owned()),
+        1 => Just("db.system.name".to_owned()),
+        1 => Just("service.name".to_owned())
     ];
     vec(
         (key, proptest::option::weighted(0.9, any_value())).prop_map(|(key, value)| KeyValue {

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::metrics::Labels;
-use strata_ingest::otlp::{Metrics, OtlpReceiver};
+use strata_ingest::otlp::{Metrics, OtlpReceiver, Payload};
 
 pub use parse::{Exposition, ParsedSample, parse};
 
@@ -257,7 +257,7 @@ impl Scraper {
         };
         let task = tokio::spawn(async move {
             receiver
-                .export::<Metrics>("scrape", tenant.as_deref(), request)
+                .export::<Metrics>("scrape", tenant.as_deref(), Payload::Decoded(request))
                 .await
         });
         let export = match tokio::time::timeout(
