@@ -1,7 +1,8 @@
 //! Criterion micro-benchmarks of Strata's hot paths, per span / log record / metric point:
 //!
 //! - `otlp_to_arrow/*`: protobuf bytes of an export request -> Arrow batch (what the agent does
-//!   with every OTLP request: spans straight from the bytes, logs and metrics through prost);
+//!   with every OTLP request: spans and log records straight from the bytes, metrics through
+//!   prost);
 //! - `arrow_to_parquet/*`: sort + encode one collector flush as a Parquet file (the printed
 //!   bytes per row are the storage cost of the generated data);
 //! - `flight_ipc/*`: the agent -> collector Arrow IPC encode and decode, by compression;
@@ -87,8 +88,10 @@ fn otlp_to_arrow(c: &mut Criterion) {
         b.iter(|| strata_schema::traces::decode(black_box(bytes.as_slice())).expect("decode"))
     });
     let l = logs::request(&log_shape(), 0);
-    decode_and_convert(&mut g, "log_records", &l.request, l.records, |r| {
-        strata_schema::logs::to_batch(&r.resource_logs)
+    let bytes = l.request.encode_to_vec();
+    g.throughput(Throughput::Elements(l.records));
+    g.bench_function("log_records", |b| {
+        b.iter(|| strata_schema::logs::decode(black_box(bytes.as_slice())).expect("decode"))
     });
     let m = metrics::request(&metric_shape(), 0);
     decode_and_convert(&mut g, "metric_points", &m.request, m.points, |r| {

@@ -177,6 +177,20 @@ impl<'a> ValueRef<'a> {
         })
     }
 
+    /// The value as a prost `AnyValue` (an absent one as an `AnyValue` without a value).
+    pub(crate) fn into_any_value(self) -> AnyValue {
+        let value = match self {
+            ValueRef::Absent => None,
+            ValueRef::Str(s) => Some(Value::StringValue(s.to_owned())),
+            ValueRef::Int(i) => Some(Value::IntValue(i)),
+            ValueRef::Double(d) => Some(Value::DoubleValue(d)),
+            ValueRef::Bool(b) => Some(Value::BoolValue(b)),
+            ValueRef::Bytes(b) => Some(Value::BytesValue(b.to_vec())),
+            ValueRef::Any(v) => return v.into_owned(),
+        };
+        AnyValue { value }
+    }
+
     /// Appends the value rendered as [`any_value_to_string`] does, as one row of `out`; appends
     /// nothing and returns false when the value is absent.
     pub(crate) fn append_rendered(&self, out: &mut StringBuilder) -> bool {

@@ -11,6 +11,19 @@ pub fn encode(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
+/// Appends `bytes` as lowercase hex, one row of `out`.
+pub(crate) fn append_hex(out: &mut arrow::array::StringBuilder, bytes: &[u8]) {
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..bytes.len() * 2) {
+        Some(hex) => {
+            // Cannot fail: the slice is exactly twice the input's length.
+            let _ = hex::encode_to_slice(bytes, hex);
+            out.append_value(std::str::from_utf8(hex).unwrap_or_default());
+        }
+        None => out.append_value(hex::encode(bytes)),
+    }
+}
+
 /// Decode lowercase or uppercase hex into bytes. The empty string decodes to no bytes.
 pub fn decode(s: &str) -> Result<Vec<u8>> {
     hex::decode(s).map_err(|source| Error::InvalidHexId {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, LogsData, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -143,6 +144,17 @@ fn resource_spans() -> impl Strategy<Value = Vec<ResourceSpans>> {
 
 fn traces_bytes(r: Vec<ResourceSpans>) -> Vec<u8> {
     TracesData { resource_spans: r }.encode_to_vec()
+}
+
+/// Overwrites bytes of `bytes` at the given positions (nothing when it is empty).
+fn damage_bytes(bytes: &mut [u8], damage: &[(prop::sample::Index, u8)]) {
+    if bytes.is_empty() {
+        return;
+    }
+    for (at, byte) in damage {
+        let i = at.index(bytes.len());
+        bytes[i] = *byte;
+    }
 }
 
 /// The spans with a 16-byte trace id and an 8-byte span id, neither all zero; and how many
@@ -563,13 +575,7 @@ proptest! {
         damage in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
     ) {
         let mut bytes = ExportTraceServiceRequest { resource_spans: input }.encode_to_vec();
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        for (at, byte) in &damage {
-            let i = at.index(bytes.len());
-            bytes[i] = *byte;
-        }
+        damage_bytes(&mut bytes, &damage);
         let ours = traces::decode(&bytes);
         if let Ok(request) = ExportTraceServiceRequest::decode(bytes.as_slice()) {
             let ours = ours.expect("what prost decodes, the decoder decodes");
@@ -578,6 +584,24 @@ proptest! {
             let a = traces::from_batches(std::slice::from_ref(&ours.batch)).expect("from_batches");
             let b = traces::from_batches(std::slice::from_ref(&again.batch)).expect("from_batches");
             prop_assert_eq!(traces_bytes(a), traces_bytes(b));
+        }
+    }
+
+    /// As for traces: damaged bytes never panic, and what prost accepts decodes the same.
+    #[test]
+    fn logs_decode_of_damaged_bytes_agrees_with_prost(
+        input in resource_logs(),
+        damage in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut bytes = ExportLogsServiceRequest { resource_logs: input }.encode_to_vec();
+        damage_bytes(&mut bytes, &damage);
+        let ours = logs::decode(&bytes);
+        if let Ok(request) = ExportLogsServiceRequest::decode(bytes.as_slice()) {
+            let ours = ours.expect("what prost decodes, the decoder decodes");
+            let again = logs::decode(&request.encode_to_vec()).expect("canonical bytes");
+            let a = logs::from_batches(std::slice::from_ref(&ours)).expect("from_batches");
+            let b = logs::from_batches(std::slice::from_ref(&again)).expect("from_batches");
+            prop_assert_eq!(logs_bytes(a), logs_bytes(b));
         }
     }
 

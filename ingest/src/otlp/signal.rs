@@ -37,6 +37,15 @@ pub struct Converted {
     pub rejected: Rejected,
 }
 
+/// Why request bytes could not become a batch: malformed protobuf, or (for example) a batch
+/// past Arrow's offset limits; the request is bad input either way.
+fn decode_error(signal: Signal, e: strata_schema::Error) -> IngestError {
+    match e {
+        strata_schema::Error::Wire(e) => undecodable(signal, e),
+        other => IngestError::Invalid(other.to_string()),
+    }
+}
+
 /// A request that is not protobuf of the signal's request type.
 fn undecodable(signal: Signal, e: impl std::fmt::Display) -> IngestError {
     IngestError::Invalid(format!("cannot decode {signal} request: {e}"))
@@ -146,10 +155,8 @@ impl OtlpSignal for Traces {
 
     /// Straight from the bytes into Arrow, spans with invalid ids left out on the way.
     fn convert_protobuf(body: &[u8]) -> Result<Converted, IngestError> {
-        let decoded = strata_schema::traces::decode(body).map_err(|e| match e {
-            strata_schema::Error::Wire(e) => undecodable(Self::SIGNAL, e),
-            other => IngestError::Invalid(other.to_string()),
-        })?;
+        let decoded =
+            strata_schema::traces::decode(body).map_err(|e| decode_error(Self::SIGNAL, e))?;
         let items = decoded.batch.num_rows();
         Ok(Converted {
             batch: (items > 0).then_some(decoded.batch),
@@ -187,6 +194,17 @@ impl OtlpSignal for Logs {
 
     fn to_batch(request: &Self::Request) -> strata_schema::Result<RecordBatch> {
         strata_schema::logs::to_batch(&request.resource_logs)
+    }
+
+    /// Straight from the bytes into Arrow.
+    fn convert_protobuf(body: &[u8]) -> Result<Converted, IngestError> {
+        let batch = strata_schema::logs::decode(body).map_err(|e| decode_error(Self::SIGNAL, e))?;
+        let items = batch.num_rows();
+        Ok(Converted {
+            batch: (items > 0).then_some(batch),
+            items,
+            rejected: Rejected::default(),
+        })
     }
 
     fn response(rejected: i64, message: String) -> Self::Response {

@@ -21,21 +21,9 @@ use crate::any_value::{AttributeMapBuilder, ValueRef};
 use crate::columns::*;
 use crate::datatypes::{ListOffsets, struct_array, timestamp_builder};
 use crate::error::{Error, Result};
+use crate::hex_id::append_hex;
 use crate::resource::{CommonBuilder, ResourceInfo};
 use crate::signal::Signal;
-
-/// Appends `bytes` as lowercase hex, one row of `out`.
-pub(super) fn append_hex(out: &mut StringBuilder, bytes: &[u8]) {
-    let mut buf = [0u8; 64];
-    match buf.get_mut(..bytes.len() * 2) {
-        Some(hex) => {
-            // Cannot fail: the slice is exactly twice the input's length.
-            let _ = hex::encode_to_slice(bytes, hex);
-            out.append_value(std::str::from_utf8(hex).unwrap_or_default());
-        }
-        None => out.append_value(hex::encode(bytes)),
-    }
-}
 
 /// The scalar fields of one span, as decoded.
 #[derive(Default)]

@@ -11,14 +11,16 @@
 //!   either all zero, is left out and counted in [`Decoded::rejected`] (what the OTLP spec asks a
 //!   receiver to drop); its other fields are not read.
 
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-
 use super::build::{Promoted, SpanScalars, SpansBuilder};
 use crate::error::Result;
-use crate::resource::ResourceInfo;
-use crate::wire::common::{decode_merged, key_value};
-use crate::wire::{Occurrences, Reader};
+use crate::wire::Reader;
+use crate::wire::common::{Containers, for_each_item, key_value};
+
+const CONTAINERS: Containers = Containers {
+    request: "ExportTraceServiceRequest",
+    resource: "ResourceSpans",
+    scope: "ScopeSpans",
+};
 
 /// A decoded export request.
 pub struct Decoded {
@@ -28,11 +30,9 @@ pub struct Decoded {
     pub rejected: usize,
 }
 
-/// Containers of the request being walked; reused from one container to the next.
+/// The repeated parts of the span being read; reused from one span to the next.
 #[derive(Default)]
 struct Scratch<'a> {
-    scope_spans: Vec<&'a [u8]>,
-    spans: Vec<&'a [u8]>,
     attributes: Vec<&'a [u8]>,
     events: Vec<&'a [u8]>,
     links: Vec<&'a [u8]>,
@@ -44,81 +44,25 @@ pub fn decode(bytes: &[u8], check_ids: bool) -> Result<Decoded> {
     let mut builder = SpansBuilder::with_capacity(bytes.len() / 200 + 1);
     let mut scratch = Scratch::default();
     let mut rejected = 0;
-    let mut r = Reader::new(bytes, "ExportTraceServiceRequest");
-    while let Some((field, v)) = r.next_field()? {
-        if field == 1 {
-            let rs = v.bytes("ExportTraceServiceRequest.resource_spans")?;
-            rejected += resource_spans(rs, check_ids, &mut builder, &mut scratch)?;
+    for_each_item(bytes, &CONTAINERS, |span, place| {
+        let scalars = span_fields(span, &mut scratch)?;
+        if check_ids && !(valid_id(scalars.trace_id, 16) && valid_id(scalars.span_id, 8)) {
+            rejected += 1;
+            return Ok(());
         }
-    }
+        let promoted = append_parts(&scratch, &mut builder)?;
+        builder.end_span(
+            &scalars,
+            &promoted,
+            place.resource,
+            place.scope,
+            place.scope_schema_url,
+        )
+    })?;
     Ok(Decoded {
         batch: builder.finish()?,
         rejected,
     })
-}
-
-fn resource_spans<'a>(
-    bytes: &'a [u8],
-    check_ids: bool,
-    builder: &mut SpansBuilder,
-    scratch: &mut Scratch<'a>,
-) -> Result<usize> {
-    let mut resource = Occurrences::default();
-    let mut schema_url = "";
-    let mut scope_spans = std::mem::take(&mut scratch.scope_spans);
-    scope_spans.clear();
-    let mut r = Reader::new(bytes, "ResourceSpans");
-    while let Some((field, v)) = r.next_field()? {
-        match field {
-            1 => resource.push(v.bytes("ResourceSpans.resource")?),
-            2 => scope_spans.push(v.bytes("ResourceSpans.scope_spans")?),
-            3 => schema_url = v.str("ResourceSpans.schema_url")?,
-            _ => {}
-        }
-    }
-    let resource: Option<Resource> = decode_merged("Resource", &resource)?;
-    let info = ResourceInfo::new(resource.as_ref(), schema_url);
-    let mut rejected = 0;
-    for ss in &scope_spans {
-        rejected += scope_spans_of(ss, check_ids, &info, builder, scratch)?;
-    }
-    scratch.scope_spans = scope_spans;
-    Ok(rejected)
-}
-
-fn scope_spans_of<'a>(
-    bytes: &'a [u8],
-    check_ids: bool,
-    resource: &ResourceInfo<'_>,
-    builder: &mut SpansBuilder,
-    scratch: &mut Scratch<'a>,
-) -> Result<usize> {
-    let mut scope = Occurrences::default();
-    let mut schema_url = "";
-    let mut spans = std::mem::take(&mut scratch.spans);
-    spans.clear();
-    let mut r = Reader::new(bytes, "ScopeSpans");
-    while let Some((field, v)) = r.next_field()? {
-        match field {
-            1 => scope.push(v.bytes("ScopeSpans.scope")?),
-            2 => spans.push(v.bytes("ScopeSpans.spans")?),
-            3 => schema_url = v.str("ScopeSpans.schema_url")?,
-            _ => {}
-        }
-    }
-    let scope: Option<InstrumentationScope> = decode_merged("InstrumentationScope", &scope)?;
-    let mut rejected = 0;
-    for &span in &spans {
-        let scalars = span_fields(span, scratch)?;
-        if check_ids && !(valid_id(scalars.trace_id, 16) && valid_id(scalars.span_id, 8)) {
-            rejected += 1;
-            continue;
-        }
-        let promoted = append_parts(scratch, builder)?;
-        builder.end_span(&scalars, &promoted, resource, scope.as_ref(), schema_url)?;
-    }
-    scratch.spans = spans;
-    Ok(rejected)
 }
 
 fn valid_id(id: &[u8], len: usize) -> bool {

@@ -1,6 +1,7 @@
-//! The OTLP messages every signal shares, read off the wire: `KeyValue` / `AnyValue` as
-//! borrowed [`ValueRef`]s, and `Resource` / `InstrumentationScope` as prost messages (they occur
-//! once per container, not once per item, so decoding them with prost costs little).
+//! The OTLP messages every signal shares, read off the wire: the resource / scope / item
+//! containers of an export request ([`for_each_item`]), `KeyValue` / `AnyValue` as borrowed
+//! [`ValueRef`]s, and `Resource` / `InstrumentationScope` as prost messages (they occur once per
+//! container, not once per item, so decoding them with prost costs little).
 //!
 //! Invariants:
 //! - A `KeyValue` reads as prost would decode it: the last `key` wins, occurrences of `value`
@@ -11,11 +12,13 @@
 
 use std::borrow::Cow;
 
-use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use super::{Occurrences, Reader, WireError};
 use crate::any_value::ValueRef;
+use crate::resource::ResourceInfo;
 
 /// A prost decode failure of a part decoded whole, in wire-error terms.
 pub(crate) fn prost_error(what: &str, e: prost::DecodeError) -> WireError {
@@ -49,14 +52,93 @@ pub(crate) fn key_value<'a>(bytes: &'a [u8]) -> Result<(&'a str, ValueRef<'a>), 
             _ => {}
         }
     }
-    let value = match (value.single(), value.get()) {
+    Ok((key, any_value_of(&value)?))
+}
+
+/// The value of an `AnyValue` field from its occurrences: [`ValueRef::Absent`] when it never
+/// occurred, borrowed when it occurred once, else decoded whole from the merged bytes.
+pub(crate) fn any_value_of<'a>(value: &Occurrences<'a>) -> Result<ValueRef<'a>, WireError> {
+    Ok(match (value.single(), value.get()) {
         (Some(one), _) => any_value(one)?,
         (None, None) => ValueRef::Absent,
         (None, Some(merged)) => ValueRef::Any(Cow::Owned(
             AnyValue::decode(merged).map_err(|e| prost_error("AnyValue", e))?,
         )),
-    };
-    Ok((key, value))
+    })
+}
+
+/// Message names of one signal's containers (`ResourceSpans`, `ScopeSpans`, ...), for errors.
+pub(crate) struct Containers {
+    pub request: &'static str,
+    pub resource: &'static str,
+    pub scope: &'static str,
+}
+
+/// Where an item sits: the resource and scope of its containers.
+pub(crate) struct Place<'p> {
+    pub resource: &'p ResourceInfo<'p>,
+    pub scope: Option<&'p InstrumentationScope>,
+    pub scope_schema_url: &'p str,
+}
+
+/// Calls `item` with the bytes of every item (span, log record, metric) of an export request,
+/// in wire order, and where it sits. Every signal's request has the same three levels: field 1
+/// of the request is a resource container, whose field 1 is the `Resource`, field 2 a scope
+/// container and field 3 the schema URL; a scope container's field 1 is the
+/// `InstrumentationScope`, field 2 an item and field 3 the schema URL. A container's own fields
+/// may follow its children on the wire, so each is read whole before its children are visited.
+pub(crate) fn for_each_item<'a, F>(
+    bytes: &'a [u8],
+    names: &Containers,
+    mut item: F,
+) -> crate::Result<()>
+where
+    F: FnMut(&'a [u8], &Place<'_>) -> crate::Result<()>,
+{
+    let mut r = Reader::new(bytes, names.request);
+    while let Some((field, v)) = r.next_field()? {
+        if field != 1 {
+            continue;
+        }
+        let (resource, schema_url, scopes) = container(v.bytes(names.request)?, names.resource)?;
+        let resource: Option<Resource> = decode_merged("Resource", &resource)?;
+        let resource = ResourceInfo::new(resource.as_ref(), schema_url);
+        for scope_bytes in scopes {
+            let (scope, scope_schema_url, items) = container(scope_bytes, names.scope)?;
+            let scope: Option<InstrumentationScope> =
+                decode_merged("InstrumentationScope", &scope)?;
+            let place = Place {
+                resource: &resource,
+                scope: scope.as_ref(),
+                scope_schema_url,
+            };
+            for bytes in items {
+                item(bytes, &place)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A container's own message (field 1, merged), schema URL (field 3) and children (field 2).
+#[allow(clippy::type_complexity)]
+fn container<'a>(
+    bytes: &'a [u8],
+    name: &'static str,
+) -> Result<(Occurrences<'a>, &'a str, Vec<&'a [u8]>), WireError> {
+    let mut own = Occurrences::default();
+    let mut schema_url = "";
+    let mut children = Vec::new();
+    let mut r = Reader::new(bytes, name);
+    while let Some((field, v)) = r.next_field()? {
+        match field {
+            1 => own.push(v.bytes(name)?),
+            2 => children.push(v.bytes(name)?),
+            3 => schema_url = v.str(name)?,
+            _ => {}
+        }
+    }
+    Ok((own, schema_url, children))
 }
 
 /// One `AnyValue`: its last oneof field, borrowed when it is a scalar and no field of the value

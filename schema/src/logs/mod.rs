@@ -9,25 +9,26 @@
 //! - Times are `u64` nanoseconds stored `as i64` (bit-exact round trip).
 //! - [`from_batches`] regroups rows by identical resource then scope (first-seen order); a
 //!   container without log records produces no rows and does not come back.
+//!
+//! Request bytes become a batch in [`wire`], straight from the protobuf.
 
-use std::sync::Arc;
+mod wire;
 
-use arrow::array::{
-    ArrayRef, BinaryArray, BinaryBuilder, Int32Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampNanosecondArray, UInt32Builder,
-};
+use arrow::array::{BinaryArray, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Int32Type, UInt32Type};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 
-use crate::any_value::{AttributeMapBuilder, any_value_to_string, attribute_map_type};
+use crate::any_value::attribute_map_type;
 use crate::columns::*;
-use crate::datatypes::{timestamp, timestamp_builder};
+use crate::datatypes::timestamp;
 use crate::error::{Error, Result};
 use crate::read::{BatchColumns, hex_or_empty, opt_bin, opt_str, or_default, str_or_empty};
-use crate::resource::{CommonBuilder, CommonReader, Grouper, ResourceInfo, promoted_columns};
+use crate::resource::{CommonReader, Grouper, promoted_columns};
 use crate::signal::Signal;
+
+pub use wire::decode;
 
 /// Fields of the `logs` table, in order.
 pub(crate) fn fields() -> Vec<Field> {
@@ -58,81 +59,16 @@ pub fn row_count(resource_logs: &[ResourceLogs]) -> usize {
         .sum()
 }
 
-fn hex_or_null(bytes: &[u8]) -> Option<String> {
-    (!bytes.is_empty()).then(|| crate::hex_id::encode(bytes))
-}
-
 /// Convert OTLP log records into one `logs` record batch (schema [`Signal::Logs`]`.schema()`).
+///
+/// The records are encoded as an export request and decoded by [`decode`], the one conversion
+/// of log records to Arrow.
 pub fn to_batch(resource_logs: &[ResourceLogs]) -> Result<RecordBatch> {
-    let rows = row_count(resource_logs);
-    let mut time = timestamp_builder();
-    let mut observed_time = timestamp_builder();
-    let mut severity_number = Int32Builder::with_capacity(rows);
-    let mut severity_text = StringBuilder::new();
-    let mut body = StringBuilder::new();
-    let mut body_any = BinaryBuilder::new();
-    let mut attributes = AttributeMapBuilder::new(ATTRIBUTES);
-    let mut dropped_attributes = UInt32Builder::with_capacity(rows);
-    let mut flags = UInt32Builder::with_capacity(rows);
-    let mut trace_id = StringBuilder::new();
-    let mut span_id = StringBuilder::new();
-    let mut event_name = StringBuilder::new();
-    let mut common = CommonBuilder::new();
-
+    let mut bytes = Vec::new();
     for rl in resource_logs {
-        let resource = ResourceInfo::new(rl.resource.as_ref(), &rl.schema_url);
-        for sl in &rl.scope_logs {
-            for record in &sl.log_records {
-                time.append_value(record.time_unix_nano as i64);
-                observed_time.append_value(record.observed_time_unix_nano as i64);
-                severity_number.append_value(record.severity_number);
-                severity_text.append_value(&record.severity_text);
-                match &record.body {
-                    None => {
-                        body.append_null();
-                        body_any.append_null();
-                    }
-                    Some(AnyValue {
-                        value: Some(Value::StringValue(s)),
-                    }) => {
-                        body.append_value(s);
-                        body_any.append_null();
-                    }
-                    Some(other) => {
-                        body.append_value(any_value_to_string(other));
-                        body_any.append_value(other.encode_to_vec());
-                    }
-                }
-                attributes.append(&record.attributes)?;
-                dropped_attributes.append_value(record.dropped_attributes_count);
-                flags.append_value(record.flags);
-                trace_id.append_option(hex_or_null(&record.trace_id));
-                span_id.append_option(hex_or_null(&record.span_id));
-                event_name.append_value(&record.event_name);
-                common.append(&resource, sl.scope.as_ref(), &sl.schema_url)?;
-            }
-        }
+        prost::encoding::message::encode(1, rl, &mut bytes);
     }
-
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(time.finish()),
-        Arc::new(observed_time.finish()),
-        Arc::new(severity_number.finish()),
-        Arc::new(severity_text.finish()),
-        Arc::new(body.finish()),
-        Arc::new(body_any.finish()),
-        Arc::new(attributes.finish()?),
-        Arc::new(dropped_attributes.finish()),
-        Arc::new(flags.finish()),
-        Arc::new(trace_id.finish()),
-        Arc::new(span_id.finish()),
-        Arc::new(event_name.finish()),
-    ];
-    columns.extend(common.finish()?);
-    RecordBatch::try_new(Signal::Logs.schema(), columns).map_err(|source| Error::Arrow {
-        column: Signal::Logs.table_name().to_owned(),
-        source,
-    })
+    decode(&bytes)
 }
 
 /// Convert `logs` record batches back to OTLP (inverse of [`to_batch`], regrouped).
