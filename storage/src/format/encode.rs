@@ -3,9 +3,8 @@
 //! Spans are unique by (trace id, span id) within a file.
 
 use arrow::array::RecordBatch;
-use arrow::compute::{
-    SortColumn, SortOptions, concat, interleave_record_batch, lexsort_to_indices,
-};
+use arrow::compute::{SortOptions, concat, interleave_record_batch};
+use arrow::row::{RowConverter, SortField};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use strata_schema::{Signal, columns};
@@ -41,23 +40,35 @@ pub fn encode(
     // Only the sort keys are concatenated; the rows are then gathered from the input batches
     // in sorted order in one pass (`interleave`, which copies nested lists natively), instead of
     // copying every column twice (concat, then take).
+    // The keys are encoded in arrow's row format, so that comparing two rows is one memcmp
+    // rather than a comparison per sort column through dynamic comparators (`lexsort`); ties
+    // keep input order, so equal rows come out as they came in.
     let sort_cols = signal.sort_columns();
     let mut keys = Vec::with_capacity(sort_cols.len());
+    let mut fields = Vec::with_capacity(sort_cols.len());
     for &name in sort_cols {
         let idx = schema
             .index_of(name)
             .map_err(|_| EncodeError::MissingColumn(name))?;
         let parts: Vec<&dyn arrow::array::Array> =
             batches.iter().map(|b| b.column(idx).as_ref()).collect();
-        keys.push(SortColumn {
-            values: concat(&parts)?,
-            options: Some(SortOptions {
+        keys.push(concat(&parts)?);
+        fields.push(SortField::new_with_options(
+            schema.field(idx).data_type().clone(),
+            SortOptions {
                 descending: false,
                 nulls_first: true,
-            }),
-        });
+            },
+        ));
     }
-    let order = lexsort_to_indices(&keys, None)?;
+    let encoded = RowConverter::new(fields)?.convert_columns(&keys)?;
+    let mut order: Vec<u32> = (0..encoded.num_rows() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        encoded
+            .row(a as usize)
+            .cmp(&encoded.row(b as usize))
+            .then(a.cmp(&b))
+    });
     let mut starts = Vec::with_capacity(batches.len());
     let mut total = 0;
     for b in batches {
@@ -65,7 +76,6 @@ pub fn encode(
         total += b.num_rows();
     }
     let rows: Vec<(usize, usize)> = order
-        .values()
         .iter()
         .map(|&i| {
             let i = i as usize;
@@ -88,9 +98,13 @@ pub fn encode(
 }
 
 /// Keeps the first row of every (trace id, span id): a span stored twice (a batch retried
-/// through two collectors' restarts) is written once per file.
+/// through two collectors' restarts) is written once per file. `batch` is sorted by trace id
+/// then start time, and both copies of a span have the same start time, so they sit in the same
+/// run of equal (trace id, start time): only span ids within such a run are compared (a run is
+/// almost always one row), never a set of every id.
 fn unique_spans(batch: RecordBatch) -> Result<RecordBatch, EncodeError> {
     use arrow::array::{AsArray, BooleanArray};
+    use arrow::datatypes::TimestampNanosecondType;
     let col = |name: &'static str| {
         batch
             .column_by_name(name)
@@ -98,13 +112,26 @@ fn unique_spans(batch: RecordBatch) -> Result<RecordBatch, EncodeError> {
             .ok_or(EncodeError::MissingColumn(name))
     };
     let (trace, span) = (col(columns::TRACE_ID)?, col(columns::SPAN_ID)?);
-    let mut seen = std::collections::HashSet::with_capacity(batch.num_rows());
-    let keep: BooleanArray = (0..batch.num_rows())
-        .map(|i| Some(seen.insert((trace.value(i), span.value(i)))))
-        .collect();
-    if keep.true_count() == batch.num_rows() {
+    let start = batch
+        .column_by_name(columns::START_TIME)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or(EncodeError::MissingColumn(columns::START_TIME))?;
+    let rows = batch.num_rows();
+    let mut keep: Vec<bool> = Vec::with_capacity(rows);
+    let mut run_start = 0;
+    for i in 0..rows {
+        let same_run =
+            i > 0 && start.value(i) == start.value(i - 1) && trace.value(i) == trace.value(i - 1);
+        if !same_run {
+            run_start = i;
+        }
+        let first = (run_start..i).all(|j| !keep[j] || span.value(j) != span.value(i));
+        keep.push(first);
+    }
+    if keep.iter().all(|&k| k) {
         return Ok(batch);
     }
+    let keep: BooleanArray = keep.into_iter().map(Some).collect();
     Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
 }
 
@@ -233,5 +260,63 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(read.map(|b| b.unwrap().num_rows()).sum::<usize>(), 50);
+    }
+
+    /// Spans of one trace starting at the same nanosecond are all kept; only the second copy
+    /// of each is dropped, wherever the copies sit in their run.
+    #[test]
+    fn siblings_with_the_same_start_are_kept_and_copies_dropped() {
+        let siblings = |ids: &[u8]| {
+            let spans = ids
+                .iter()
+                .map(|&s| Span {
+                    trace_id: [9; 16].to_vec(),
+                    span_id: [s; 8].to_vec(),
+                    start_time_unix_nano: 5,
+                    ..Default::default()
+                })
+                .collect();
+            strata_schema::traces::to_batch(&[ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }])
+            .unwrap()
+        };
+        let (bytes, rows) = encode(
+            Signal::Traces,
+            &[siblings(&[1, 2, 3, 4]), siblings(&[3, 1, 5]), spans(20)],
+            Vec::new(),
+            ParquetOptions {
+                row_group_rows: 1000,
+                zstd_level: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(rows, 5 + 20);
+        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        let all = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+        let mut ids: Vec<(String, String)> = (0..all.num_rows())
+            .map(|i| {
+                let s = |c| {
+                    all.column_by_name(c)
+                        .unwrap()
+                        .as_string::<i32>()
+                        .value(i)
+                        .to_owned()
+                };
+                (s(columns::TRACE_ID), s(columns::SPAN_ID))
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 25, "every span once");
     }
 }
