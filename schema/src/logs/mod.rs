@@ -10,9 +10,9 @@
 //! - [`from_batches`] regroups rows by identical resource then scope (first-seen order); a
 //!   container without log records produces no rows and does not come back.
 //!
-//! Request bytes become a batch in [`wire`], straight from the protobuf.
+//! Request bytes (and prost records) become a batch in [`build`].
 
-mod wire;
+mod build;
 
 use arrow::array::{BinaryArray, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Int32Type, UInt32Type};
@@ -28,7 +28,7 @@ use crate::read::{BatchColumns, hex_or_empty, opt_bin, opt_str, or_default, str_
 use crate::resource::{CommonReader, Grouper, promoted_columns};
 use crate::signal::Signal;
 
-pub use wire::decode;
+pub use build::decode;
 
 /// Fields of the `logs` table, in order.
 pub(crate) fn fields() -> Vec<Field> {
@@ -61,14 +61,9 @@ pub fn row_count(resource_logs: &[ResourceLogs]) -> usize {
 
 /// Convert OTLP log records into one `logs` record batch (schema [`Signal::Logs`]`.schema()`).
 ///
-/// The records are encoded as an export request and decoded by [`decode`], the one conversion
-/// of log records to Arrow.
+/// The same builders as [`decode`] fill the columns.
 pub fn to_batch(resource_logs: &[ResourceLogs]) -> Result<RecordBatch> {
-    let mut bytes = Vec::new();
-    for rl in resource_logs {
-        prost::encoding::message::encode(1, rl, &mut bytes);
-    }
-    decode(&bytes)
+    build::from_records(resource_logs)
 }
 
 /// Convert `logs` record batches back to OTLP (inverse of [`to_batch`], regrouped).

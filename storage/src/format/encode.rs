@@ -204,6 +204,16 @@ mod tests {
             })
         );
         for rg in meta.row_groups() {
+            // Top-level leaves carry statistics (what pages are pruned on); nested ones do not.
+            for column in rg.columns() {
+                let nested = column.column_path().parts().len() > 1;
+                assert_eq!(
+                    column.statistics().is_some(),
+                    !nested,
+                    "{}",
+                    column.column_path().string()
+                );
+            }
             let sorting = rg.sorting_columns().unwrap();
             let leaf = rg.column(sorting[0].column_idx as usize);
             assert_eq!(leaf.column_path().string(), "trace_id");
