@@ -233,9 +233,12 @@ mod tests {
         }
     }
 
-    /// A real server on loopback and a real tonic client, with gzip both ways.
-    #[tokio::test]
-    async fn export_over_grpc_with_partial_success_and_tenant() {
+    /// A receiver over a test sink, with its metrics registry.
+    fn receiver() -> (
+        Arc<Sink>,
+        prometheus_client::registry::Registry,
+        Arc<OtlpReceiver>,
+    ) {
         let sink = Arc::new(Sink::default());
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(OtlpMetrics::register(&mut registry, "test"));
@@ -245,6 +248,13 @@ mod tests {
             1 << 20,
             "default".into(),
         ));
+        (sink, registry, receiver)
+    }
+
+    /// A real server on loopback and a real tonic client, with gzip both ways.
+    #[tokio::test]
+    async fn export_over_grpc_with_partial_success_and_tenant() {
+        let (sink, _registry, receiver) = receiver();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
@@ -277,15 +287,7 @@ mod tests {
     async fn undecodable_requests_are_invalid_argument() {
         use http_body_util::BodyExt;
         use tower::ServiceExt;
-        let sink = Arc::new(Sink::default());
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = Arc::new(OtlpMetrics::register(&mut registry, "test"));
-        let receiver = Arc::new(OtlpReceiver::new(
-            sink.clone(),
-            metrics,
-            1 << 20,
-            "default".into(),
-        ));
+        let (sink, registry, receiver) = receiver();
         // A gRPC frame (uncompressed, 3 bytes): field 1, length 5, but only one byte follows.
         let mut frame = vec![0u8];
         frame.extend(3u32.to_be_bytes());

@@ -159,6 +159,11 @@ mod tests {
                 }
             })
             .collect();
+        batch_of(spans)
+    }
+
+    /// One batch of `spans` under one resource and scope.
+    fn batch_of(spans: Vec<Span>) -> RecordBatch {
         strata_schema::traces::to_batch(&[ResourceSpans {
             scope_spans: vec![ScopeSpans {
                 spans,
@@ -277,23 +282,16 @@ mod tests {
     #[test]
     fn siblings_with_the_same_start_are_kept_and_copies_dropped() {
         let siblings = |ids: &[u8]| {
-            let spans = ids
-                .iter()
-                .map(|&s| Span {
-                    trace_id: [9; 16].to_vec(),
-                    span_id: [s; 8].to_vec(),
-                    start_time_unix_nano: 5,
-                    ..Default::default()
-                })
-                .collect();
-            strata_schema::traces::to_batch(&[ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }])
-            .unwrap()
+            batch_of(
+                ids.iter()
+                    .map(|&s| Span {
+                        trace_id: [9; 16].to_vec(),
+                        span_id: [s; 8].to_vec(),
+                        start_time_unix_nano: 5,
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
         };
         let (bytes, rows) = encode(
             Signal::Traces,
