@@ -4,8 +4,8 @@
 //! Status codes follow the OTLP spec: a request that cannot be decoded is `INVALID_ARGUMENT`,
 //! one over the size limit (also after gzip decompression) is `RESOURCE_EXHAUSTED`, a full
 //! buffer is `RESOURCE_EXHAUSTED`, a sink that is shutting down is `UNAVAILABLE`. tonic itself
-//! answers `INTERNAL` for undecodable protobuf and `OUT_OF_RANGE` for an oversized frame;
-//! [`map_status`] rewrites those two in one place.
+//! answers `OUT_OF_RANGE` for an oversized frame; [`map_status`] rewrites it. (Request bytes
+//! are decoded by the receiver, never by tonic.)
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -96,8 +96,11 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let service = self.clone();
         Box::pin(async move {
-            let method = format!("/{}/Export", S::GRPC_SERVICE);
-            if request.uri().path() != method {
+            let path = request.uri().path();
+            let method = path
+                .strip_prefix('/')
+                .and_then(|p| p.strip_prefix(S::GRPC_SERVICE));
+            if method != Some("/Export") {
                 return Ok(Status::unimplemented(format!(
                     "{} has no method {}",
                     S::GRPC_SERVICE,
@@ -161,23 +164,12 @@ impl Decoder for RequestBytes {
     }
 }
 
-/// Rewrites tonic's own decode failures into the codes the OTLP spec asks for.
+/// Rewrites tonic's own refusal of an oversized message into the code the OTLP spec asks for.
 pub fn map_status<B>(mut response: http::Response<B>) -> http::Response<B> {
     let headers = response.headers_mut();
-    let code = headers.get("grpc-status").and_then(|v| v.to_str().ok());
-    let message = headers
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let new_code = match code {
-        // "Error, decoded message length too large"
-        Some("11") => Some("8"),
-        // prost's DecodeError: "failed to decode Protobuf message: ..." (percent-encoded)
-        Some("13") if message.starts_with("failed%20to%20decode") => Some("3"),
-        _ => None,
-    };
-    if let Some(c) = new_code {
-        headers.insert("grpc-status", HeaderValue::from_static(c));
+    // "Error, decoded message length too large"
+    if headers.get("grpc-status").is_some_and(|v| v == "11") {
+        headers.insert("grpc-status", HeaderValue::from_static("8"));
     }
     response
 }
@@ -333,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn tonic_decode_failures_are_rewritten() {
+    fn tonic_oversize_refusal_is_rewritten() {
         let resp = |code: &'static str, msg: &'static str| {
             let mut r = http::Response::new(());
             r.headers_mut()
@@ -346,7 +338,10 @@ mod tests {
             resp("11", "Error,%20decoded%20message%20length%20too%20large"),
             "8"
         );
-        assert_eq!(resp("13", "failed%20to%20decode%20Protobuf%20message"), "3");
+        assert_eq!(
+            resp("13", "failed%20to%20decode%20Protobuf%20message"),
+            "13"
+        );
         assert_eq!(resp("13", "something%20else"), "13");
         assert_eq!(resp("0", ""), "0");
     }

@@ -180,20 +180,7 @@ async fn export<S: OtlpSignal>(
     };
     let payload = match enc {
         Encoding::Protobuf => Payload::Protobuf(body),
-        Encoding::Json => match serde_json::from_slice::<S::Request>(&body) {
-            Ok(request) => Payload::Decoded(request),
-            Err(e) => {
-                receiver
-                    .metrics()
-                    .refused_request(signal, "http", "invalid");
-                return Err(HttpError::new(
-                    StatusCode::BAD_REQUEST,
-                    Code::InvalidArgument as i32,
-                    format!("cannot decode {signal} request: {e}"),
-                    enc,
-                ));
-            }
-        },
+        Encoding::Json => Payload::Json(body),
     };
     let rejected = receiver
         .export::<S>("http", tenant.as_deref(), payload)

@@ -1,7 +1,7 @@
 //! OTLP receivers (gRPC in [`grpc`], HTTP in [`http`]) in front of an [`Ingest`] sink.
 //!
-//! Both protocols hand [`OtlpReceiver::export`] the request's protobuf bytes (or, for JSON, the
-//! decoded prost request); it drops what the OTLP spec says a server must reject (spans with an
+//! Both protocols hand [`OtlpReceiver::export`] the request body as they got it (protobuf or
+//! JSON bytes); it drops what the OTLP spec says a server must reject (spans with an
 //! invalid trace or span id, metrics without a name), converts the rest to one Arrow batch
 //! ([`OtlpSignal::convert_payload`]) and hands it to the sink. The
 //! rejected part is reported as OTLP partial success. The tenant comes from the
@@ -141,16 +141,13 @@ impl OtlpReceiver {
             }
         };
         let (result, items, rejected) = match S::convert_payload(payload) {
-            Ok(Converted {
-                batch,
-                items,
-                rejected,
-            }) => {
-                let result = match batch {
+            Ok(converted) => {
+                let items = converted.items();
+                let result = match converted.batch {
                     Some(batch) => self.ingest.ingest(tenant, S::SIGNAL, batch).await,
                     None => Ok(()),
                 };
-                (result, items, rejected)
+                (result, items, converted.rejected)
             }
             Err(e) => (Err(e), 0, Rejected::default()),
         };

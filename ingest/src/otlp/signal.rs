@@ -2,8 +2,8 @@
 //!
 //! [`OtlpSignal::convert_protobuf`] is the path of every protobuf request (gRPC and HTTP): for
 //! traces it decodes the bytes straight into Arrow ([`strata_schema::traces::decode`]); logs and
-//! metrics decode with prost first. JSON requests are decoded with serde and go through
-//! [`OtlpSignal::convert`].
+//! metrics decode with prost first. JSON bodies are decoded with serde and go through
+//! [`OtlpSignal::convert`], as do requests other receivers decoded themselves.
 
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -21,9 +21,11 @@ use strata_schema::Signal;
 use super::Rejected;
 use crate::sink::IngestError;
 
-/// A request as a receiver got it: protobuf bytes, or already decoded (JSON).
+/// A request as a receiver got it: protobuf or JSON bytes, or already decoded (remote write,
+/// scrapes).
 pub enum Payload<R> {
     Protobuf(Bytes),
+    Json(Bytes),
     Decoded(R),
 }
 
@@ -31,17 +33,29 @@ pub enum Payload<R> {
 pub struct Converted {
     /// The valid items; `None` when there are none.
     pub batch: Option<RecordBatch>,
-    /// Items in `batch`.
-    pub items: usize,
     /// What was left out.
     pub rejected: Rejected,
+}
+
+impl Converted {
+    fn new(batch: RecordBatch, rejected: Rejected) -> Self {
+        Self {
+            batch: (batch.num_rows() > 0).then_some(batch),
+            rejected,
+        }
+    }
+
+    /// Items in the batch.
+    pub fn items(&self) -> usize {
+        self.batch.as_ref().map_or(0, RecordBatch::num_rows)
+    }
 }
 
 /// Why request bytes could not become a batch: malformed protobuf, or (for example) a batch
 /// past Arrow's offset limits; the request is bad input either way.
 fn decode_error(signal: Signal, e: strata_schema::Error) -> IngestError {
     match e {
-        strata_schema::Error::Wire(e) => undecodable(signal, e),
+        e @ strata_schema::Error::Wire(_) => undecodable(signal, e),
         other => IngestError::Invalid(other.to_string()),
     }
 }
@@ -73,17 +87,14 @@ pub trait OtlpSignal: Send + 'static {
     /// Drops what must be rejected and converts the rest.
     fn convert(request: &mut Self::Request) -> Result<Converted, IngestError> {
         let rejected = Self::retain_valid(request);
-        let items = Self::items(request);
-        let batch = if items == 0 {
-            None
-        } else {
-            Some(Self::to_batch(request).map_err(|e| IngestError::Invalid(e.to_string()))?)
-        };
-        Ok(Converted {
-            batch,
-            items,
-            rejected,
-        })
+        if Self::items(request) == 0 {
+            return Ok(Converted {
+                batch: None,
+                rejected,
+            });
+        }
+        let batch = Self::to_batch(request).map_err(|e| IngestError::Invalid(e.to_string()))?;
+        Ok(Converted::new(batch, rejected))
     }
 
     /// Decodes protobuf request bytes, drops what must be rejected and converts the rest.
@@ -97,6 +108,11 @@ pub trait OtlpSignal: Send + 'static {
     fn convert_payload(payload: Payload<Self::Request>) -> Result<Converted, IngestError> {
         match payload {
             Payload::Protobuf(body) => Self::convert_protobuf(&body),
+            Payload::Json(body) => {
+                let mut request = serde_json::from_slice::<Self::Request>(&body)
+                    .map_err(|e| undecodable(Self::SIGNAL, e))?;
+                Self::convert(&mut request)
+            }
             Payload::Decoded(mut request) => Self::convert(&mut request),
         }
     }
@@ -105,10 +121,6 @@ pub trait OtlpSignal: Send + 'static {
 pub struct Traces;
 pub struct Logs;
 pub struct Metrics;
-
-fn is_valid_id(id: &[u8], len: usize) -> bool {
-    id.len() == len && id.iter().any(|&b| b != 0)
-}
 
 fn rejected_spans(count: i64) -> Rejected {
     Rejected {
@@ -136,7 +148,7 @@ impl OtlpSignal for Traces {
         for rs in &mut request.resource_spans {
             for ss in &mut rs.scope_spans {
                 ss.spans.retain(|s| {
-                    let ok = is_valid_id(&s.trace_id, 16) && is_valid_id(&s.span_id, 8);
+                    let ok = strata_schema::traces::valid_ids(&s.trace_id, &s.span_id);
                     count += i64::from(!ok);
                     ok
                 });
@@ -157,12 +169,10 @@ impl OtlpSignal for Traces {
     fn convert_protobuf(body: &[u8]) -> Result<Converted, IngestError> {
         let decoded =
             strata_schema::traces::decode(body).map_err(|e| decode_error(Self::SIGNAL, e))?;
-        let items = decoded.batch.num_rows();
-        Ok(Converted {
-            batch: (items > 0).then_some(decoded.batch),
-            items,
-            rejected: rejected_spans(decoded.rejected as i64),
-        })
+        Ok(Converted::new(
+            decoded.batch,
+            rejected_spans(decoded.rejected as i64),
+        ))
     }
 
     fn response(rejected: i64, message: String) -> Self::Response {
@@ -199,12 +209,7 @@ impl OtlpSignal for Logs {
     /// Straight from the bytes into Arrow.
     fn convert_protobuf(body: &[u8]) -> Result<Converted, IngestError> {
         let batch = strata_schema::logs::decode(body).map_err(|e| decode_error(Self::SIGNAL, e))?;
-        let items = batch.num_rows();
-        Ok(Converted {
-            batch: (items > 0).then_some(batch),
-            items,
-            rejected: Rejected::default(),
-        })
+        Ok(Converted::new(batch, Rejected::default()))
     }
 
     fn response(rejected: i64, message: String) -> Self::Response {

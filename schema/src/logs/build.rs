@@ -166,17 +166,31 @@ impl LogsBuilder {
         self.observed_time.append_value(r.observed as i64);
         self.severity_number.append_value(r.severity);
         self.severity_text.append_value(r.severity_text);
+        self.append_body(body);
+        self.attributes.close_row()?;
+        self.dropped_attributes.append_value(r.dropped);
+        self.flags.append_value(r.flags);
+        append_hex_or_null(&mut self.trace_id, r.trace_id);
+        append_hex_or_null(&mut self.span_id, r.span_id);
+        self.event_name.append_value(r.event_name);
+        self.common
+            .append(place.resource, place.scope, place.scope_schema_url)
+    }
+
+    /// `body` and `body_any`: a string body as itself, any other as its rendering and its
+    /// prost encoding, no body as nulls.
+    fn append_body(&mut self, body: ValueRef<'_>) {
         let scalar;
         let whole: &AnyValue = match &body {
             ValueRef::Absent => {
                 self.body.append_null();
                 self.body_any.append_null();
-                return self.end_row(r, place);
+                return;
             }
             ValueRef::Str(s) => {
                 self.body.append_value(s);
                 self.body_any.append_null();
-                return self.end_row(r, place);
+                return;
             }
             ValueRef::Any(whole) => whole,
             other => {
@@ -191,19 +205,6 @@ impl LogsBuilder {
             self.body.append_value(any_value_to_string(whole));
             self.body_any.append_value(whole.encode_to_vec());
         }
-        self.end_row(r, place)
-    }
-
-    /// The columns after the body.
-    fn end_row(&mut self, r: &Scalars<'_>, place: &Place<'_>) -> Result<()> {
-        self.attributes.close_row()?;
-        self.dropped_attributes.append_value(r.dropped);
-        self.flags.append_value(r.flags);
-        append_hex_or_null(&mut self.trace_id, r.trace_id);
-        append_hex_or_null(&mut self.span_id, r.span_id);
-        self.event_name.append_value(r.event_name);
-        self.common
-            .append(place.resource, place.scope, place.scope_schema_url)
     }
 
     fn finish(mut self) -> Result<RecordBatch> {

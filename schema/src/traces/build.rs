@@ -14,7 +14,6 @@ use arrow::array::{
     ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder,
     UInt32Builder,
 };
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 
 use super::{EVENT_FIELDS, LINK_FIELDS, PROMOTED_SPAN};
 use crate::any_value::{AttributeMapBuilder, ValueRef};
@@ -22,8 +21,9 @@ use crate::columns::*;
 use crate::datatypes::{ListOffsets, struct_array, timestamp_builder};
 use crate::error::{Error, Result};
 use crate::hex_id::append_hex;
-use crate::resource::{CommonBuilder, ResourceInfo};
+use crate::resource::CommonBuilder;
 use crate::signal::Signal;
+use crate::wire::common::Place;
 
 /// The scalar fields of one span, as decoded.
 #[derive(Default)]
@@ -217,9 +217,7 @@ impl SpansBuilder {
         &mut self,
         span: &SpanScalars<'_>,
         promoted: &Promoted<'_>,
-        resource: &ResourceInfo<'_>,
-        scope: Option<&InstrumentationScope>,
-        scope_schema_url: &str,
+        place: &Place<'_>,
     ) -> Result<()> {
         append_hex(&mut self.trace_id, span.trace_id);
         append_hex(&mut self.span_id, span.span_id);
@@ -255,7 +253,8 @@ impl SpansBuilder {
                 builder.append_null();
             }
         }
-        self.common.append(resource, scope, scope_schema_url)?;
+        self.common
+            .append(place.resource, place.scope, place.scope_schema_url)?;
         Ok(())
     }
 

@@ -124,6 +124,13 @@ pub fn to_batch(resource_spans: &[ResourceSpans]) -> Result<RecordBatch> {
     Ok(wire::decode(&bytes, false)?.batch)
 }
 
+/// Whether a span's ids are what the OTLP spec asks of them: a 16-byte trace id and an 8-byte
+/// span id, neither all zero. Receivers drop spans without them.
+pub fn valid_ids(trace_id: &[u8], span_id: &[u8]) -> bool {
+    let valid = |id: &[u8], len| id.len() == len && id.iter().any(|&b| b != 0);
+    valid(trace_id, 16) && valid(span_id, 8)
+}
+
 /// Decode an `ExportTraceServiceRequest`'s protobuf bytes into one `spans` batch, leaving out
 /// (and counting) spans with invalid ids as the OTLP spec asks a receiver to.
 pub fn decode(bytes: &[u8]) -> Result<Decoded> {

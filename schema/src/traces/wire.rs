@@ -46,27 +46,17 @@ pub fn decode(bytes: &[u8], check_ids: bool) -> Result<Decoded> {
     let mut rejected = 0;
     for_each_item(bytes, &CONTAINERS, |span, place| {
         let scalars = span_fields(span, &mut scratch)?;
-        if check_ids && !(valid_id(scalars.trace_id, 16) && valid_id(scalars.span_id, 8)) {
+        if check_ids && !super::valid_ids(scalars.trace_id, scalars.span_id) {
             rejected += 1;
             return Ok(());
         }
         let promoted = append_parts(&scratch, &mut builder)?;
-        builder.end_span(
-            &scalars,
-            &promoted,
-            place.resource,
-            place.scope,
-            place.scope_schema_url,
-        )
+        builder.end_span(&scalars, &promoted, place)
     })?;
     Ok(Decoded {
         batch: builder.finish()?,
         rejected,
     })
-}
-
-fn valid_id(id: &[u8], len: usize) -> bool {
-    id.len() == len && id.iter().any(|&b| b != 0)
 }
 
 /// Reads a span's scalar fields; its attributes, events and links are left in `scratch`.

@@ -100,19 +100,19 @@ where
         if field != 1 {
             continue;
         }
-        let (resource, schema_url, scopes) = container(v.bytes(names.request)?, names.resource)?;
-        let resource: Option<Resource> = decode_merged("Resource", &resource)?;
-        let resource = ResourceInfo::new(resource.as_ref(), schema_url);
-        for scope_bytes in scopes {
-            let (scope, scope_schema_url, items) = container(scope_bytes, names.scope)?;
+        let rc = Container::read(v.bytes(names.request)?, names.resource)?;
+        let resource: Option<Resource> = decode_merged("Resource", &rc.own)?;
+        let resource = ResourceInfo::new(resource.as_ref(), rc.schema_url);
+        for scope_bytes in rc.children {
+            let sc = Container::read(scope_bytes, names.scope)?;
             let scope: Option<InstrumentationScope> =
-                decode_merged("InstrumentationScope", &scope)?;
+                decode_merged("InstrumentationScope", &sc.own)?;
             let place = Place {
                 resource: &resource,
                 scope: scope.as_ref(),
-                scope_schema_url,
+                scope_schema_url: sc.schema_url,
             };
-            for bytes in items {
+            for bytes in sc.children {
                 item(bytes, &place)?;
             }
         }
@@ -120,25 +120,32 @@ where
     Ok(())
 }
 
-/// A container's own message (field 1, merged), schema URL (field 3) and children (field 2).
-#[allow(clippy::type_complexity)]
-fn container<'a>(
-    bytes: &'a [u8],
-    name: &'static str,
-) -> Result<(Occurrences<'a>, &'a str, Vec<&'a [u8]>), WireError> {
-    let mut own = Occurrences::default();
-    let mut schema_url = "";
-    let mut children = Vec::new();
-    let mut r = Reader::new(bytes, name);
-    while let Some((field, v)) = r.next_field()? {
-        match field {
-            1 => own.push(v.bytes(name)?),
-            2 => children.push(v.bytes(name)?),
-            3 => schema_url = v.str(name)?,
-            _ => {}
+/// A resource or scope container: its own message (field 1, merged), its children (field 2)
+/// and its schema URL (field 3).
+struct Container<'a> {
+    own: Occurrences<'a>,
+    children: Vec<&'a [u8]>,
+    schema_url: &'a str,
+}
+
+impl<'a> Container<'a> {
+    fn read(bytes: &'a [u8], name: &'static str) -> Result<Self, WireError> {
+        let mut c = Container {
+            own: Occurrences::default(),
+            children: Vec::new(),
+            schema_url: "",
+        };
+        let mut r = Reader::new(bytes, name);
+        while let Some((field, v)) = r.next_field()? {
+            match field {
+                1 => c.own.push(v.bytes(name)?),
+                2 => c.children.push(v.bytes(name)?),
+                3 => c.schema_url = v.str(name)?,
+                _ => {}
+            }
         }
+        Ok(c)
     }
-    Ok((own, schema_url, children))
 }
 
 /// One `AnyValue`: its last oneof field, borrowed when it is a scalar and no field of the value

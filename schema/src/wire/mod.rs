@@ -166,6 +166,15 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// The next `N` bytes, for fixed-width fields.
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let bytes = *self.buf[self.pos..]
+            .first_chunk::<N>()
+            .ok_or_else(|| self.cut())?;
+        self.pos += N;
+        Ok(bytes)
+    }
+
     /// The next field's number and value; `None` at the end of the message. Groups (wire
     /// types 3 and 4, deprecated) are skipped whole.
     pub(crate) fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, WireError> {
@@ -189,10 +198,7 @@ impl<'a> Reader<'a> {
             }
             let value = match wire_type {
                 0 => Value::Varint(self.varint()?),
-                1 => {
-                    let b = self.take(8)?;
-                    Value::Fixed64(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-                }
+                1 => Value::Fixed64(u64::from_le_bytes(self.take_array()?)),
                 2 => {
                     let len = self.varint()?;
                     let len = usize::try_from(len).map_err(|_| self.cut())?;
@@ -202,10 +208,7 @@ impl<'a> Reader<'a> {
                     self.skip_group(number, 1)?;
                     continue;
                 }
-                5 => {
-                    let b = self.take(4)?;
-                    Value::Fixed32(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-                }
+                5 => Value::Fixed32(u32::from_le_bytes(self.take_array()?)),
                 other => {
                     return Err(WireError::new(format!(
                         "{}: invalid wire type {other}",
