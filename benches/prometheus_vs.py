@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -42,7 +43,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compaction import compact  # noqa: E402
 from run_case import (BIN, free_port, machine, parquet_bytes, proc_stats, sql,  # noqa: E402
-                      wait_ready, write_outputs)
+                      start_profiles, stop_profiles, wait_ready, write_outputs)
 
 METRICS = {"m1k": 1000, "m10k": 10000}
 QUERIES = [
@@ -70,6 +71,43 @@ def wait_idle(pid, quiet=3, seconds=300):
         calm = calm + 1 if now - last < 0.05 else 0
         last = now
     return calm >= quiet
+
+
+class MemorySampler(threading.Thread):
+    """Samples a process's RSS and the collector's buffered Arrow bytes every half second
+    until stopped, keeping the peaks: what held the memory at the peak."""
+
+    def __init__(self, pid, metrics_url):
+        super().__init__(daemon=True)
+        self.pid, self.metrics_url = pid, metrics_url
+        self.stop_event = threading.Event()
+        self.peak_rss, self.peak_buffered, self.buffered_at_peak_rss = 0, 0, 0
+        self.timeline = []  # (seconds since start, RSS bytes, buffered bytes)
+
+    def run(self):
+        t0 = deadline = time.time()
+        deadline += 3600
+        while not self.stop_event.wait(0.5) and time.time() < deadline:
+            buffered = 0
+            try:
+                with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith("strata_collector_buffered_bytes "):
+                            buffered = float(line.split()[1])
+            except OSError:
+                pass
+            try:
+                rss = int(open(f"/proc/{self.pid}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except OSError:
+                return
+            self.timeline.append((round(time.time() - t0, 1), rss, buffered))
+            self.peak_buffered = max(self.peak_buffered, buffered)
+            if rss > self.peak_rss:
+                self.peak_rss, self.buffered_at_peak_rss = rss, buffered
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(timeout=10)
 
 
 def start(name, argv, work, env=None):
@@ -137,6 +175,11 @@ def main():
     ap.add_argument("--out", help="write the result as JSON here")
     ap.add_argument("--markdown", help="also write the markdown table here")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    ap.add_argument("--ingest-only", action="store_true",
+                    help="measure ingest, bytes and memory only (no query_range, no compaction pass)")
+    ap.add_argument("--profile", metavar="DIR", help="perf-record Strata during the write into DIR")
+    ap.add_argument("--strata", default=os.path.join(BIN, "strata"),
+                    help="the strata binary (default: the release build), to compare two builds")
     args = ap.parse_args()
     if not os.path.exists(args.prometheus):
         sys.exit(f"no prometheus binary at {args.prometheus} (apt-get install prometheus)")
@@ -153,20 +196,25 @@ def main():
 
         # Strata.
         storage = os.path.join(work, "storage")
-        http, qport = free_port(), free_port()
+        http, qport, cport = free_port(), free_port(), free_port()
         strata_url = f"http://127.0.0.1:{qport}"
         procs["strata"] = start("strata", [
-            os.path.join(BIN, "strata"), "standalone", "--data-dir", os.path.join(work, "standalone"),
+            args.strata, "standalone", "--data-dir", os.path.join(work, "standalone"),
             "--storage", storage, "--otlp-grpc", f"127.0.0.1:{free_port()}",
             "--otlp-http", f"127.0.0.1:{http}", "--http", f"127.0.0.1:{qport}",
-            "--flight", f"127.0.0.1:{free_port()}", "--collector-http", f"127.0.0.1:{free_port()}"], work,
+            "--flight", f"127.0.0.1:{free_port()}", "--collector-http", f"127.0.0.1:{cport}"], work,
             # The compaction pass below is the only one.
             env={"STRATA_COMPACTOR__INTERVAL": "30d"})
         wait_ready(strata_url + "/ready", procs["strata"])
         result = {"samples": samples_expected, "hours": args.hours, "series": METRICS, "systems": {}}
 
         cpu0 = proc_stats(procs["strata"].pid)["cpu_seconds"]
+        recorders = start_profiles({"strata": procs["strata"]}, args.profile, "ingest") if args.profile else []
+        sampler = MemorySampler(procs["strata"].pid, f"http://127.0.0.1:{cport}/metrics")
+        sampler.start()
         w = write(f"http://127.0.0.1:{http}/api/v1/write", end_ms, args.hours, work)
+        if recorders:
+            stop_profiles(recorders, args.profile, "ingest")
         deadline = time.time() + 600
         stored = 0
         while time.time() < deadline:
@@ -178,6 +226,7 @@ def main():
             sys.exit(f"Strata stored {stored} of {w['samples']} samples within 600 s")
         # Background work the ingest caused (flushes) counts as ingest.
         wait_idle(procs["strata"].pid)
+        sampler.stop()
         strata_cpu = proc_stats(procs["strata"].pid)["cpu_seconds"] - cpu0
         result["systems"]["strata"] = {
             "write_seconds": w["seconds"], "samples": w["samples"], "stored": stored,
@@ -185,22 +234,26 @@ def main():
             "cpu_seconds": strata_cpu, "samples_per_cpu_second": w["samples"] / strata_cpu,
             "samples_per_second": w["samples"] / w["seconds"],
             "bytes": parquet_bytes(storage), "peak_rss_bytes": proc_stats(procs["strata"].pid)["peak_rss_bytes"],
+            "peak_collector_buffered_bytes": sampler.peak_buffered,
+            "collector_buffered_bytes_at_peak_rss": sampler.buffered_at_peak_rss,
+            "memory_timeline": sampler.timeline,
         }
         result["systems"]["strata"]["bytes_per_sample"] = result["systems"]["strata"]["bytes"] / w["samples"]
         # query_range on the files as flushed, then one compaction pass.
         end_s = query_end_ms // 1000
         windows = [("1h", 3600, 15), (f"{args.hours:g}h", int(args.hours * 3600), 120)]
         before = {}
-        for m in METRICS:
+        for m in ([] if args.ingest_only else METRICS):
             for template, _ in QUERIES:
                 for wname, seconds, step in windows:
                     q = template.format(m=m)
                     before[(q, wname)] = statistics.median(
                         time_query(strata_url, q, end_s - seconds, end_s, step, args.repeat))
-        result["systems"]["strata"]["compaction"] = compact(storage)
-        time.sleep(2)  # the query service's snapshot of the live files renews
-        result["systems"]["strata"]["bytes_compacted"] = parquet_bytes(storage)
-        result["systems"]["strata"]["bytes_per_sample_compacted"] = parquet_bytes(storage) / w["samples"]
+        if not args.ingest_only:
+            result["systems"]["strata"]["compaction"] = compact(storage)
+            time.sleep(2)  # the query service's snapshot of the live files renews
+            result["systems"]["strata"]["bytes_compacted"] = parquet_bytes(storage)
+            result["systems"]["strata"]["bytes_per_sample_compacted"] = parquet_bytes(storage) / w["samples"]
 
         # Prometheus.
         pdir = os.path.join(work, "prometheus")
@@ -234,7 +287,7 @@ def main():
 
         # query_range.
         result["queries"] = []
-        for m in METRICS:
+        for m in ([] if args.ingest_only else METRICS):
             for template, what in QUERIES:
                 q = template.format(m=m)
                 for wname, seconds, step in windows:
@@ -261,7 +314,8 @@ def main():
         result["machine"] = machine()
         result["prometheus_version"] = subprocess.run([args.prometheus, "--version"], capture_output=True,
                                                       text=True).stdout.split("\n")[0]
-        result["command"] = "python3 benches/prometheus_vs.py" + (f" --hours {args.hours:g}" if args.hours != 24 else "")
+        result["command"] = ("python3 benches/prometheus_vs.py" + (f" --hours {args.hours:g}" if args.hours != 24 else "")
+                             + (" --ingest-only" if args.ingest_only else ""))
         write_outputs(result, markdown(result), args)
     finally:
         for p in procs.values():
@@ -279,7 +333,7 @@ def main():
 
 def markdown(r):
     s, p = r["systems"]["strata"], r["systems"]["prometheus"]
-    c = s["compaction"]
+    c = s.get("compaction")
     lines = [f"Strata next to {r['prometheus_version']}, {r['date']}, {r['machine']}: `{r['command']}`",
              f"({r['samples']:,} samples: 11,000 counters, one sample a minute over {r['hours']:g} h).", "",
              "| | Strata | Prometheus | Strata / Prometheus |", "|---|---|---|---|"]
@@ -289,12 +343,17 @@ def markdown(r):
     row("ingest samples per CPU-second", s["samples_per_cpu_second"], p["samples_per_cpu_second"], "{:,.0f}")
     row("ingest samples per second (wall)", s["samples_per_second"], p["samples_per_second"], "{:,.0f}")
     row("bytes per sample on disk, as flushed", s["bytes_per_sample"], p["bytes_per_sample"], "{:.2f}")
-    row("bytes per sample on disk, after compaction", s["bytes_per_sample_compacted"], p["bytes_per_sample"],
-        "{:.2f}")
+    if c:
+        row("bytes per sample on disk, after compaction", s["bytes_per_sample_compacted"], p["bytes_per_sample"],
+            "{:.2f}")
     row("peak RSS MiB", s["peak_rss_bytes"] / 2**20, p["peak_rss_bytes"] / 2**20, "{:,.0f}")
+    lines += ["", f"Strata's collector buffered at most {s['peak_collector_buffered_bytes'] / 2**20:,.0f} MiB of Arrow "
+                  f"({s['collector_buffered_bytes_at_peak_rss'] / 2**20:,.0f} MiB at the highest RSS sampled)."]
     lines += ["", f"Prometheus's whole data directory (WAL, head chunks, blocks) held "
-                  f"{p['data_dir_bytes_per_sample']:.2f} bytes per sample.", "",
-              f"Compaction pass: {c['files_in']} files ({c['bytes_in'] / 1e6:.1f} MB) -> {c['files_out']} files "
+                  f"{p['data_dir_bytes_per_sample']:.2f} bytes per sample.", ""]
+    if not c:
+        return "\n".join(lines) + "\n"
+    lines += [f"Compaction pass: {c['files_in']} files ({c['bytes_in'] / 1e6:.1f} MB) -> {c['files_out']} files "
               f"({c['bytes_out'] / 1e6:.1f} MB) in {c['wall_seconds']:.1f} s, {c['cpu_seconds']:.1f} CPU-s, "
               f"peak RSS {c['peak_rss_mib']:.0f} MiB; the open hour stays as flushed.", "",
               "| query_range | series | window (step) | Strata ms, as flushed | Strata ms, compacted "

@@ -180,6 +180,10 @@ class Cluster:
     def collector_side(self):
         return [] if self.mode == "standalone" else [n for n in self.procs if n.startswith("collector")]
 
+    def profiled(self):
+        """The processes a `--profile` run records: the agent side and the first collector."""
+        return {n: self.procs[n] for n in self.agent_side() + self.collector_side()[:1]}
+
     def stop(self):
         for p in self.procs.values():
             p.terminate()
@@ -190,18 +194,18 @@ class Cluster:
                 p.kill()
 
 
-def start_profiles(cluster, out_dir, phase):
+def start_profiles(procs, out_dir, phase):
+    """perf-records each of `procs` (name -> process) until `stop_profiles`."""
     if not shutil.which("perf"):
         print("perf not found: no profiles", file=sys.stderr)
         return []
     os.makedirs(out_dir, exist_ok=True)
-    names = cluster.agent_side() + cluster.collector_side()[:1]
     recorders = []
-    for name in names:
+    for name, proc in procs.items():
         data = os.path.join(out_dir, f"{phase}-{name}.perf.data")
         # DWARF call graphs: the release build has no frame pointers, but has debug info.
         rec = subprocess.Popen(["perf", "record", "-F", "149", "--call-graph", "dwarf,16384", "-p",
-                                str(cluster.procs[name].pid), "-o", data],
+                                str(proc.pid), "-o", data],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         recorders.append((name, data, rec))
     return recorders
@@ -295,7 +299,7 @@ def run_tail_phase(cluster, phase, args):
         reset_peak_rss(p.pid)
     before = cluster.stats()
     acked_name = f'strata_agent_file_acked_records_total{{source="{phase["name"]}"}}'
-    recorders = start_profiles(cluster, args.profile, phase["name"]) if args.profile else []
+    recorders = start_profiles(cluster.profiled(), args.profile, phase["name"]) if args.profile else []
     start = time.time()
     os.rename(staged, os.path.join(d, "input.log"))
     deadline = start + 600
@@ -354,7 +358,7 @@ def run_phase(cluster, phase, args, ids_file):
     for p in cluster.procs.values():
         reset_peak_rss(p.pid)
     before = cluster.stats()
-    recorders = start_profiles(cluster, args.profile, phase["name"]) if args.profile else []
+    recorders = start_profiles(cluster.profiled(), args.profile, phase["name"]) if args.profile else []
     cmd = [os.path.join(BIN, "strata-loadgen"), "--signal", signal, "--endpoint", endpoint]
     if signal == "traces":
         cmd += ["--write-ids", ids_file]

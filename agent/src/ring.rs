@@ -54,17 +54,17 @@ impl Ring {
         Some(m as usize)
     }
 
-    /// Index of the owner of `hash`, skipping members for which `skip` is true: the next
+    /// Index of the owner of `hash`, skipping members whose index `skip` is true of: the next
     /// member clockwise on the ring takes over each key of a skipped one, and no other key
     /// moves. When every member is skipped, the plain owner.
-    pub fn owner_skipping(&self, hash: u64, skip: impl Fn(&str) -> bool) -> Option<usize> {
+    pub fn owner_skipping(&self, hash: u64, skip: impl Fn(usize) -> bool) -> Option<usize> {
         if self.points.is_empty() {
             return None;
         }
         let start = self.points.partition_point(|&(p, _)| p < hash);
         for k in 0..self.points.len() {
             let (_, m) = self.points[(start + k) % self.points.len()];
-            if !skip(&self.members[m as usize]) {
+            if !skip(m as usize) {
                 return Some(m as usize);
             }
         }
@@ -179,7 +179,9 @@ mod tests {
         for k in 0..20_000u32 {
             let h = xxh3_64(&k.to_le_bytes());
             let before = ring.owner(h).unwrap();
-            let after = ring.owner_skipping(h, |m| m == down).unwrap();
+            let after = ring
+                .owner_skipping(h, |m| ring.members()[m] == down)
+                .unwrap();
             if ring.members()[before] == down {
                 assert_ne!(ring.members()[after], down);
                 moved_to.insert(after);

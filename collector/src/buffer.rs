@@ -3,7 +3,8 @@
 //! Invariants:
 //! - Every appended batch has exactly its signal's schema (checked on append), so partitions
 //!   concatenate without casts.
-//! - Total Arrow memory held is bounded by `max_bytes`; `append` refuses past it.
+//! - Total Arrow memory held ([`retained_bytes`], each allocation once) is bounded by
+//!   `max_bytes`; `append` refuses past it.
 //! - A partition taken for writing is put back whole if the write fails, so accepted rows are
 //!   only ever removed once they are in storage.
 //! - Each partition knows the oldest WAL segment its rows came from, so the WAL can be cut
@@ -20,6 +21,7 @@ use arrow::compute::take_record_batch;
 use arrow::datatypes::TimestampNanosecondType;
 use arrow::record_batch::RecordBatch;
 use strata_schema::Signal;
+use strata_schema::memory::retained_bytes;
 
 use strata_storage::layout::hour_of;
 
@@ -83,11 +85,7 @@ impl Prepared {
     /// Keeps only the hour partitions for which `keep` is true.
     pub fn retain_hours(&mut self, mut keep: impl FnMut(i64) -> bool) {
         self.parts.retain(|(h, _)| keep(*h));
-        self.bytes = self
-            .parts
-            .iter()
-            .map(|(_, b)| b.get_array_memory_size())
-            .sum();
+        self.bytes = self.parts.iter().map(|(_, b)| retained_bytes(b)).sum();
     }
 }
 
@@ -124,7 +122,7 @@ impl Buffer {
         for batch in batches {
             check_schema(signal, &expected, batch)?;
             for (hour, part) in split_by_hour(signal, batch)? {
-                bytes += part.get_array_memory_size();
+                bytes += retained_bytes(&part);
                 parts.push((hour, part));
             }
         }
@@ -162,7 +160,7 @@ impl Buffer {
             });
             rows_in += batch.num_rows();
             p.rows += batch.num_rows();
-            p.bytes += batch.get_array_memory_size();
+            p.bytes += retained_bytes(&batch);
             if p.entries.last() != Some(&entry) {
                 p.entries.push(entry);
             }

@@ -17,10 +17,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use strata_schema::remote_write;
 
-use crate::otlp::{Metrics, OtlpReceiver, Payload, TENANT_HEADER};
+use crate::otlp::{Converted, Metrics, OtlpReceiver, Payload, Rejected, TENANT_HEADER};
 use crate::sink::RETRY_AFTER_SECS;
 
 /// Path of the remote write endpoint.
@@ -117,7 +116,7 @@ fn convert(
     state: &RemoteWrite,
     tenant: &str,
     request: &remote_write::WriteRequest,
-) -> remote_write::Converted {
+) -> strata_schema::Result<remote_write::Converted> {
     if !request.metadata.is_empty()
         && let Ok(mut all) = state.metadata.write()
     {
@@ -134,9 +133,9 @@ fn convert(
     }
     let empty = remote_write::MetadataCache::default();
     match state.metadata.read() {
-        Ok(all) => remote_write::to_otlp(request, all.get(tenant).unwrap_or(&empty)),
+        Ok(all) => remote_write::to_batch(request, all.get(tenant).unwrap_or(&empty)),
         // Poisoned by a panic elsewhere: convert without remembered metadata.
-        Err(_) => remote_write::to_otlp(request, &empty),
+        Err(_) => remote_write::to_batch(request, &empty),
     }
 }
 
@@ -193,13 +192,18 @@ async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Respo
         Ok(t) => t.to_string(),
         Err(e) => return refuse(receiver, "invalid", StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let converted = convert(&state, &tenant_key, &decoded);
-    if !converted.resource_metrics.is_empty() {
-        let request = ExportMetricsServiceRequest {
-            resource_metrics: converted.resource_metrics,
+    let converted = match convert(&state, &tenant_key, &decoded) {
+        Ok(c) => c,
+        Err(e) => return refuse(receiver, "invalid", StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if let Some(batch) = converted.batch {
+        // The samples it rejected are counted and answered below, not as a partial success.
+        let rows = Converted {
+            batch: Some(batch),
+            rejected: Rejected::default(),
         };
         if let Err(e) = receiver
-            .export::<Metrics>(PROTOCOL, tenant.as_deref(), Payload::Decoded(request))
+            .export::<Metrics>(PROTOCOL, tenant.as_deref(), Payload::Converted(rows))
             .await
         {
             // `export` counted the request and its refused items.

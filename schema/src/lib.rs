@@ -27,6 +27,7 @@ pub mod columns;
 pub mod envelope;
 pub mod hex_id;
 pub mod logs;
+pub mod memory;
 pub mod metrics;
 pub mod remote_write;
 pub mod signal;

@@ -240,7 +240,7 @@ impl Shipper {
 
     /// The collector a key hash goes to now (skipping unhealthy ones), if any is known.
     fn owner_now(&self, ring: &Ring, hash: u64) -> Option<Arc<str>> {
-        ring.owner_skipping(hash, |m| self.is_unhealthy(m))
+        ring.owner_skipping(hash, |i| self.is_unhealthy(&ring.members()[i]))
             .map(|i| Arc::from(ring.members()[i].as_str()))
     }
 
@@ -344,28 +344,39 @@ impl Shipper {
         if self.0.shutdown.is_cancelled() {
             return Err(IngestError::Unavailable("agent is shutting down".into()));
         }
-        let permit = self.0.buffer.reserve(batch.get_array_memory_size())?;
+        let permit = self
+            .0
+            .buffer
+            .reserve(strata_schema::memory::retained_bytes(&batch))?;
         let ring = self.ring();
         if ring.is_empty() {
             return Err(IngestError::Unavailable("no collector is known".into()));
         }
         let hashes = crate::ring::row_hashes(signal, &batch)
             .map_err(|c| IngestError::Internal(format!("batch has no {c} column")))?;
-        let mut groups: HashMap<Arc<str>, (u64, Vec<u32>)> = HashMap::new();
+        // Health is read once per batch, and rows are grouped by member index: nothing per
+        // row but the ring lookup.
+        let members = ring.members();
+        let skip: Vec<bool> = members.iter().map(|m| self.is_unhealthy(m)).collect();
+        // (key hash of the first row, rows) per member index.
+        let mut groups: Vec<Option<(u64, Vec<u32>)>> = vec![None; members.len()];
         for (row, h) in hashes.into_iter().enumerate() {
             // A non-empty ring always has an owner.
-            let Some(owner) = self.owner_now(&ring, h) else {
+            let Some(owner) = ring.owner_skipping(h, |i| skip[i]) else {
                 continue;
             };
-            groups
-                .entry(owner)
-                .or_insert_with(|| (h, Vec::new()))
+            groups[owner]
+                .get_or_insert_with(|| (h, Vec::new()))
                 .1
                 .push(row as u32);
         }
         let tenant: Arc<str> = Arc::from(tenant);
-        let mut parts = Vec::with_capacity(groups.len());
-        for (target, (key_hash, rows)) in groups {
+        let mut parts = Vec::new();
+        for (member, group) in groups.into_iter().enumerate() {
+            let Some((key_hash, rows)) = group else {
+                continue;
+            };
+            let target: Arc<str> = Arc::from(members[member].as_str());
             let part = if rows.len() == batch.num_rows() {
                 batch.clone()
             } else {

@@ -120,7 +120,7 @@ impl OtlpReceiver {
         &self,
         protocol: &'static str,
         tenant: Option<&str>,
-        payload: Payload<S::Request>,
+        payload: Payload,
     ) -> Result<Rejected, IngestError> {
         let signal = S::SIGNAL.as_str();
         let outcome = |o: &str| {

@@ -3,7 +3,8 @@
 //! [`OtlpSignal::convert_protobuf`] is the path of every protobuf request (gRPC and HTTP): for
 //! traces it decodes the bytes straight into Arrow ([`strata_schema::traces::decode`]); logs and
 //! metrics decode with prost first. JSON bodies are decoded with serde and go through
-//! [`OtlpSignal::convert`], as do requests other receivers decoded themselves.
+//! [`OtlpSignal::convert`]; receivers of other protocols hand over rows they built themselves
+//! ([`Payload::Converted`]).
 
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -21,12 +22,12 @@ use strata_schema::Signal;
 use super::Rejected;
 use crate::sink::IngestError;
 
-/// A request as a receiver got it: protobuf or JSON bytes, or already decoded (remote write,
-/// scrapes).
-pub enum Payload<R> {
+/// A request as a receiver got it: protobuf or JSON bytes, or rows the receiver of another
+/// protocol converted itself (remote write, scrapes).
+pub enum Payload {
     Protobuf(Bytes),
     Json(Bytes),
-    Decoded(R),
+    Converted(Converted),
 }
 
 /// A request turned into one batch of its valid items.
@@ -105,7 +106,7 @@ pub trait OtlpSignal: Send + 'static {
     }
 
     /// Either payload, converted.
-    fn convert_payload(payload: Payload<Self::Request>) -> Result<Converted, IngestError> {
+    fn convert_payload(payload: Payload) -> Result<Converted, IngestError> {
         match payload {
             Payload::Protobuf(body) => Self::convert_protobuf(&body),
             Payload::Json(body) => {
@@ -113,7 +114,7 @@ pub trait OtlpSignal: Send + 'static {
                     .map_err(|e| undecodable(Self::SIGNAL, e))?;
                 Self::convert(&mut request)
             }
-            Payload::Decoded(mut request) => Self::convert(&mut request),
+            Payload::Converted(converted) => Ok(converted),
         }
     }
 }

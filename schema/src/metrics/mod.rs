@@ -24,6 +24,7 @@ mod write;
 
 pub use read::from_batches;
 pub use write::to_batch;
+pub(crate) use write::{Builder, MetricInfo, NumberValue, PrometheusSeries};
 
 use arrow::datatypes::{DataType, Field};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -137,10 +138,6 @@ pub fn row_count(resource_metrics: &[ResourceMetrics]) -> usize {
 /// Each part is length-prefixed, so the hash is stable across processes and versions of this
 /// crate (changing it would re-route series; treat it as a format).
 pub fn series_id(metric_name: &str, attributes: &[KeyValue], service_name: Option<&str>) -> u64 {
-    fn part(h: &mut Xxh3, bytes: &[u8]) {
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    }
     let mut pairs: Vec<(&str, String)> = attributes
         .iter()
         .map(|kv| {
@@ -153,10 +150,27 @@ pub fn series_id(metric_name: &str, attributes: &[KeyValue], service_name: Optio
         })
         .collect();
     pairs.sort_unstable();
+    series_id_of_sorted(
+        metric_name,
+        pairs.iter().map(|(k, v)| (*k, v.as_str())),
+        service_name,
+    )
+}
+
+/// [`series_id`] of attributes already rendered and sorted by key, then value.
+pub(crate) fn series_id_of_sorted<'a>(
+    metric_name: &str,
+    pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    service_name: Option<&str>,
+) -> u64 {
+    fn part(h: &mut Xxh3, bytes: &[u8]) {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
     let mut h = Xxh3::new();
     part(&mut h, metric_name.as_bytes());
     h.update(&(pairs.len() as u64).to_le_bytes());
-    for (key, value) in &pairs {
+    for (key, value) in pairs {
         part(&mut h, key.as_bytes());
         part(&mut h, value.as_bytes());
     }

@@ -8,16 +8,16 @@ use arrow::array::{
 };
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, SummaryDataPoint, exemplar, exponential_histogram_data_point::Buckets,
-    metric::Data, number_data_point,
+    Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, ResourceMetrics,
+    SummaryDataPoint, exemplar, exponential_histogram_data_point::Buckets, metric::Data,
+    number_data_point,
 };
 
 use super::{
     EXEMPLAR_FIELDS, EXPONENTIAL_HISTOGRAM, GAUGE, HISTOGRAM, QUANTILE_FIELDS, SUM, SUMMARY,
     row_count, series_id,
 };
-use crate::any_value::AttributeMapBuilder;
+use crate::any_value::{AttributeMapBuilder, ValueRef};
 use crate::columns::*;
 use crate::datatypes::{ListOffsets, struct_array, timestamp_builder};
 use crate::error::{Error, Result};
@@ -63,11 +63,43 @@ impl Point<'_> {
 }
 
 /// Metric-level values shared by the rows of one metric.
-struct MetricInfo<'a> {
-    metric: &'a Metric,
-    metric_type: &'static str,
-    temporality: Option<i32>,
-    monotonic: Option<bool>,
+pub(crate) struct MetricInfo<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) description: &'a str,
+    pub(crate) unit: &'a str,
+    pub(crate) metadata: &'a [KeyValue],
+    pub(crate) metric_type: &'static str,
+    pub(crate) temporality: Option<i32>,
+    pub(crate) monotonic: Option<bool>,
+}
+
+/// What the rows of one series in Prometheus's model share: no resource but `resource`'s
+/// (empty), `scope`, start time and flags 0, and `labels` (other than `__name__`) as string
+/// attributes in their order.
+pub(crate) struct PrometheusSeries<'a> {
+    pub(crate) info: MetricInfo<'a>,
+    pub(crate) series_id: u64,
+    pub(crate) labels: &'a [(&'a str, &'a str)],
+    pub(crate) resource: &'a ResourceInfo<'a>,
+    pub(crate) scope: &'a InstrumentationScope,
+}
+
+/// The value of a number point.
+#[derive(Clone, Copy)]
+pub(crate) enum NumberValue {
+    Unset,
+    Double(f64),
+    Int(i64),
+}
+
+impl NumberValue {
+    fn of(value: Option<number_data_point::Value>) -> Self {
+        match value {
+            Some(number_data_point::Value::AsDouble(d)) => NumberValue::Double(d),
+            Some(number_data_point::Value::AsInt(i)) => NumberValue::Int(i),
+            None => NumberValue::Unset,
+        }
+    }
 }
 
 struct ExemplarsBuilder {
@@ -88,7 +120,8 @@ struct QuantilesBuilder {
     len: usize,
 }
 
-struct Builder {
+/// Appends data points as rows of the `metrics` table.
+pub(crate) struct Builder {
     name: StringBuilder,
     description: StringBuilder,
     unit: StringBuilder,
@@ -144,7 +177,7 @@ fn append_buckets(
 }
 
 impl Builder {
-    fn new(rows: usize) -> Self {
+    pub(crate) fn new(rows: usize) -> Self {
         Self {
             name: StringBuilder::new(),
             description: StringBuilder::new(),
@@ -201,38 +234,23 @@ impl Builder {
         scope: Option<&InstrumentationScope>,
         scope_schema_url: &str,
     ) -> Result<()> {
-        let metric = info.metric;
-        self.name.append_value(&metric.name);
-        self.description.append_value(&metric.description);
-        self.unit.append_value(&metric.unit);
-        self.metric_type.append_value(info.metric_type);
-        self.metadata.append(&metric.metadata)?;
-        self.temporality.append_option(info.temporality);
-        self.monotonic.append_option(info.monotonic);
-        self.series_id.append_value(series_id(
-            &metric.name,
-            point.attributes(),
-            resource.service_name(),
-        ));
+        if let Point::Number(p) = point {
+            let id = series_id(info.name, &p.attributes, resource.service_name());
+            self.append_metric(info, id, p.start_time_unix_nano, p.time_unix_nano)?;
+            self.attributes.append(&p.attributes)?;
+            self.flags.append_value(p.flags);
+            self.append_exemplars(Some(&p.exemplars))?;
+            self.append_number_value(NumberValue::of(p.value))?;
+            return self.common.append(resource, scope, scope_schema_url);
+        }
         let (start, time, flags) = point.times_and_flags();
-        self.start_time.append_value(start as i64);
-        self.time.append_value(time as i64);
+        let id = series_id(info.name, point.attributes(), resource.service_name());
+        self.append_metric(info, id, start, time)?;
         self.attributes.append(point.attributes())?;
         self.flags.append_value(flags);
         self.append_exemplars(point.exemplars())?;
-
-        let number = match point {
-            Point::Number(p) => p.value,
-            _ => None,
-        };
-        self.value_double.append_option(match number {
-            Some(number_data_point::Value::AsDouble(d)) => Some(d),
-            _ => None,
-        });
-        self.value_int.append_option(match number {
-            Some(number_data_point::Value::AsInt(i)) => Some(i),
-            _ => None,
-        });
+        self.value_double.append_null();
+        self.value_int.append_null();
 
         let (count, sum, min, max) = match point {
             Point::Number(_) => (None, None, None, None),
@@ -272,11 +290,7 @@ impl Builder {
                 p.negative.as_ref(),
             );
         } else {
-            self.scale.append_null();
-            self.zero_count.append_null();
-            self.zero_threshold.append_null();
-            append_buckets(&mut self.positive_offset, &mut self.positive_counts, None);
-            append_buckets(&mut self.negative_offset, &mut self.negative_counts, None);
+            self.append_no_exponential();
         }
 
         if let Point::Summary(p) = point {
@@ -291,6 +305,73 @@ impl Builder {
         }
 
         self.common.append(resource, scope, scope_schema_url)
+    }
+
+    /// One row of a number point of `series`, at `time` (nanoseconds).
+    pub(crate) fn append_prometheus_point(
+        &mut self,
+        series: &PrometheusSeries<'_>,
+        time: u64,
+        value: NumberValue,
+        exemplars: &[Exemplar],
+    ) -> Result<()> {
+        self.append_metric(&series.info, series.series_id, 0, time)?;
+        for (key, value) in series.labels {
+            self.attributes.append_entry(key, &ValueRef::Str(value));
+        }
+        self.attributes.close_row()?;
+        self.flags.append_value(0);
+        self.append_exemplars(Some(exemplars))?;
+        self.append_number_value(value)?;
+        self.common.append(series.resource, Some(series.scope), "")
+    }
+
+    /// The metric's columns, the series id and the point's times.
+    fn append_metric(
+        &mut self,
+        info: &MetricInfo<'_>,
+        series_id: u64,
+        start: u64,
+        time: u64,
+    ) -> Result<()> {
+        self.name.append_value(info.name);
+        self.description.append_value(info.description);
+        self.unit.append_value(info.unit);
+        self.metric_type.append_value(info.metric_type);
+        self.metadata.append(info.metadata)?;
+        self.temporality.append_option(info.temporality);
+        self.monotonic.append_option(info.monotonic);
+        self.series_id.append_value(series_id);
+        self.start_time.append_value(start as i64);
+        self.time.append_value(time as i64);
+        Ok(())
+    }
+
+    /// A number point's value and the nulls of every other point type's columns.
+    fn append_number_value(&mut self, value: NumberValue) -> Result<()> {
+        let (double, int) = match value {
+            NumberValue::Unset => (None, None),
+            NumberValue::Double(d) => (Some(d), None),
+            NumberValue::Int(i) => (None, Some(i)),
+        };
+        self.value_double.append_option(double);
+        self.value_int.append_option(int);
+        self.count.append_null();
+        self.sum.append_null();
+        self.min.append_null();
+        self.max.append_null();
+        self.bucket_counts.append(false);
+        self.explicit_bounds.append(false);
+        self.append_no_exponential();
+        self.quantiles.offsets.push_null()
+    }
+
+    fn append_no_exponential(&mut self) {
+        self.scale.append_null();
+        self.zero_count.append_null();
+        self.zero_threshold.append_null();
+        append_buckets(&mut self.positive_offset, &mut self.positive_counts, None);
+        append_buckets(&mut self.negative_offset, &mut self.negative_counts, None);
     }
 
     fn append_exemplars(&mut self, exemplars: Option<&[Exemplar]>) -> Result<()> {
@@ -316,7 +397,7 @@ impl Builder {
         b.offsets.push(b.len)
     }
 
-    fn finish(mut self) -> Result<RecordBatch> {
+    pub(crate) fn finish(mut self) -> Result<RecordBatch> {
         let e = &mut self.exemplars;
         let exemplar_values = struct_array(
             EXEMPLARS,
@@ -388,7 +469,10 @@ pub fn to_batch(resource_metrics: &[ResourceMetrics]) -> Result<RecordBatch> {
             let scope = sm.scope.as_ref();
             for metric in &sm.metrics {
                 let info = |metric_type, temporality, monotonic| MetricInfo {
-                    metric,
+                    name: &metric.name,
+                    description: &metric.description,
+                    unit: &metric.unit,
+                    metadata: &metric.metadata,
                     metric_type,
                     temporality,
                     monotonic,

@@ -1,6 +1,9 @@
 //! Encoding one collector flush (one partition's buffered batches) as a Parquet file: the
 //! rows are sorted by the signal's sort columns and written with [`super::writer_properties`].
 //! Spans are unique by (trace id, span id) within a file.
+//!
+//! Memory: besides the input, a flush holds the sort keys, the sorted order and one chunk of
+//! [`CHUNK_ROWS`] gathered rows at a time, never a sorted copy of the whole partition.
 
 use arrow::array::RecordBatch;
 use arrow::compute::{SortOptions, concat, interleave_record_batch};
@@ -10,6 +13,9 @@ use parquet::file::metadata::KeyValue;
 use strata_schema::{Signal, columns};
 
 use super::ParquetOptions;
+
+/// Rows gathered into sorted order and handed to the Parquet writer at a time.
+pub const CHUNK_ROWS: usize = 32 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -38,8 +44,8 @@ pub fn encode(
         batches
     };
     // Only the sort keys are concatenated; the rows are then gathered from the input batches
-    // in sorted order in one pass (`interleave`, which copies nested lists natively), instead of
-    // copying every column twice (concat, then take).
+    // in sorted order, a chunk at a time (`interleave`, which copies nested lists natively),
+    // instead of copying every column twice (concat, then take).
     // The keys are encoded in arrow's row format, so that comparing two rows is one memcmp
     // rather than a comparison per sort column through dynamic comparators (`lexsort`); ties
     // keep input order, so equal rows come out as they came in.
@@ -84,55 +90,78 @@ pub fn encode(
         })
         .collect();
     let inputs: Vec<&RecordBatch> = batches.iter().collect();
-    let mut sorted = interleave_record_batch(&inputs, &rows)?;
-    if signal == Signal::Traces {
-        sorted = unique_spans(sorted)?;
-    }
+    let rows = if signal == Signal::Traces {
+        unique_spans(&inputs, rows)?
+    } else {
+        rows
+    };
 
     let props = super::writer_properties(signal, options, metadata)?;
-    let mut out = Vec::with_capacity(sorted.get_array_memory_size() / 4);
+    let input_bytes: usize = batches
+        .iter()
+        .map(strata_schema::memory::retained_bytes)
+        .sum();
+    let mut out = Vec::with_capacity(input_bytes / 16);
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
-    writer.write(&sorted)?;
+    for chunk in rows.chunks(CHUNK_ROWS) {
+        writer.write(&interleave_record_batch(&inputs, chunk)?)?;
+    }
     writer.close()?;
-    Ok((out, sorted.num_rows()))
+    Ok((out, rows.len()))
 }
 
-/// Keeps the first row of every (trace id, span id): a span stored twice (a batch retried
-/// through two collectors' restarts) is written once per file. `batch` is sorted by trace id
-/// then start time, and both copies of a span have the same start time, so they sit in the same
-/// run of equal (trace id, start time): only span ids within such a run are compared (a run is
-/// almost always one row), never a set of every id.
-fn unique_spans(batch: RecordBatch) -> Result<RecordBatch, EncodeError> {
-    use arrow::array::{AsArray, BooleanArray};
+/// Keeps the first of the `rows` (batch, row) of every (trace id, span id): a span stored
+/// twice (a batch retried through two collectors' restarts) is written once per file. `rows`
+/// are sorted by trace id then start time, and both copies of a span have the same start time,
+/// so they sit in the same run of equal (trace id, start time): only span ids within such a run
+/// are compared (a run is almost always one row), never a set of every id.
+fn unique_spans(
+    inputs: &[&RecordBatch],
+    rows: Vec<(usize, usize)>,
+) -> Result<Vec<(usize, usize)>, EncodeError> {
+    use arrow::array::{AsArray, PrimitiveArray, StringArray};
     use arrow::datatypes::TimestampNanosecondType;
-    let col = |name: &'static str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or(EncodeError::MissingColumn(name))
+    let strings = |name: &'static str| {
+        inputs
+            .iter()
+            .map(|b| {
+                b.column_by_name(name)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .ok_or(EncodeError::MissingColumn(name))
+            })
+            .collect::<Result<Vec<&StringArray>, _>>()
     };
-    let (trace, span) = (col(columns::TRACE_ID)?, col(columns::SPAN_ID)?);
-    let start = batch
-        .column_by_name(columns::START_TIME)
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-        .ok_or(EncodeError::MissingColumn(columns::START_TIME))?;
-    let rows = batch.num_rows();
-    let mut keep: Vec<bool> = Vec::with_capacity(rows);
+    let (trace, span) = (strings(columns::TRACE_ID)?, strings(columns::SPAN_ID)?);
+    let start = inputs
+        .iter()
+        .map(|b| {
+            b.column_by_name(columns::START_TIME)
+                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+                .ok_or(EncodeError::MissingColumn(columns::START_TIME))
+        })
+        .collect::<Result<Vec<&PrimitiveArray<TimestampNanosecondType>>, _>>()?;
+    let trace_of = |(b, i): (usize, usize)| trace[b].value(i);
+    let span_of = |(b, i): (usize, usize)| span[b].value(i);
+    let start_of = |(b, i): (usize, usize)| start[b].value(i);
+    // Indices into `kept` where the current run starts.
+    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
     let mut run_start = 0;
-    for i in 0..rows {
-        let same_run =
-            i > 0 && start.value(i) == start.value(i - 1) && trace.value(i) == trace.value(i - 1);
+    for (n, &row) in rows.iter().enumerate() {
+        let same_run = n > 0 && {
+            let prev = rows[n - 1];
+            start_of(prev) == start_of(row) && trace_of(prev) == trace_of(row)
+        };
         if !same_run {
-            run_start = i;
+            run_start = kept.len();
         }
-        let first = (run_start..i).all(|j| !keep[j] || span.value(j) != span.value(i));
-        keep.push(first);
+        if kept[run_start..]
+            .iter()
+            .all(|&k| span_of(k) != span_of(row))
+        {
+            kept.push(row);
+        }
     }
-    if keep.iter().all(|&k| k) {
-        return Ok(batch);
-    }
-    let keep: BooleanArray = keep.into_iter().map(Some).collect();
-    Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
+    Ok(kept)
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -31,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::metrics::Labels;
-use strata_ingest::otlp::{Metrics, OtlpReceiver, Payload};
+use strata_ingest::otlp::{Converted, Metrics, OtlpReceiver, Payload};
 
 pub use parse::{Exposition, ParsedSample, parse};
 
@@ -237,7 +236,7 @@ impl Scraper {
             }
         };
         let (request, current) = self.write_request(exposition.as_ref(), t, start.elapsed());
-        let converted = strata_schema::remote_write::to_otlp(
+        let converted = strata_schema::remote_write::to_batch(
             &request,
             &strata_schema::remote_write::MetadataCache::default(),
         );
@@ -247,31 +246,10 @@ impl Scraper {
             .get_or_create(&vec![("job", job.clone())])
             .inc_by(exposition.as_ref().map_or(0, |e| e.samples.len()) as u64);
         let tenant = (!self.config.tenant.is_empty()).then(|| self.config.tenant.clone());
-        // A pipeline that does not take the samples within an interval refuses them, so the
-        // next scrape does not wait behind this one. The export runs as a task of its own and
-        // is never cancelled midway (the buffer's reservations and WAL writes complete); a
-        // late one is left to finish, and its outcome is not counted.
-        let receiver = self.receiver.clone();
-        let request = ExportMetricsServiceRequest {
-            resource_metrics: converted.resource_metrics,
-        };
-        let task = tokio::spawn(async move {
-            receiver
-                .export::<Metrics>("scrape", tenant.as_deref(), Payload::Decoded(request))
-                .await
-        });
-        let export = match tokio::time::timeout(
-            Duration::from_millis(self.config.interval_ms),
-            task,
-        )
-        .await
-        {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Err(e)) => Err(format!("export task: {e}")),
-            Err(_) => {
-                Err("the pipeline did not take the samples within the scrape interval".to_string())
-            }
+        let export = match converted {
+            Ok(converted) => self.export(tenant, converted.batch).await,
+            // A batch past Arrow's offset limits; a scrape within its body limit cannot reach it.
+            Err(e) => Err(e.to_string()),
         };
         let outcome = match (&export, &exposition) {
             (Err(e), _) => {
@@ -287,6 +265,35 @@ impl Scraper {
             self.previous = current;
         }
         self.metrics.count(&job, outcome);
+    }
+
+    /// Hands the scrape's rows to the pipeline. A pipeline that does not take them within an
+    /// interval refuses them, so the next scrape does not wait behind this one. The export runs
+    /// as a task of its own and is never cancelled midway (the buffer's reservations and WAL
+    /// writes complete); a late one is left to finish, and its outcome is not counted.
+    async fn export(
+        &self,
+        tenant: Option<String>,
+        batch: Option<arrow::record_batch::RecordBatch>,
+    ) -> Result<(), String> {
+        let receiver = self.receiver.clone();
+        let rows = Converted {
+            batch,
+            rejected: Default::default(),
+        };
+        let task = tokio::spawn(async move {
+            receiver
+                .export::<Metrics>("scrape", tenant.as_deref(), Payload::Converted(rows))
+                .await
+        });
+        match tokio::time::timeout(Duration::from_millis(self.config.interval_ms), task).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(format!("export task: {e}")),
+            Err(_) => {
+                Err("the pipeline did not take the samples within the scrape interval".to_string())
+            }
+        }
     }
 
     /// The samples of one scrape (or of a failed one), with staleness markers for series
