@@ -213,8 +213,6 @@ def main():
         sampler = MemorySampler(procs["strata"].pid, f"http://127.0.0.1:{cport}/metrics")
         sampler.start()
         w = write(f"http://127.0.0.1:{http}/api/v1/write", end_ms, args.hours, work)
-        if recorders:
-            stop_profiles(recorders, args.profile, "ingest")
         deadline = time.time() + 600
         stored = 0
         while time.time() < deadline:
@@ -227,6 +225,8 @@ def main():
         # Background work the ingest caused (flushes) counts as ingest.
         wait_idle(procs["strata"].pid)
         sampler.stop()
+        if recorders:
+            stop_profiles(recorders, args.profile, "ingest")
         strata_cpu = proc_stats(procs["strata"].pid)["cpu_seconds"] - cpu0
         result["systems"]["strata"] = {
             "write_seconds": w["seconds"], "samples": w["samples"], "stored": stored,

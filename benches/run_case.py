@@ -220,7 +220,7 @@ def stop_profiles(recorders, out_dir, phase):
         except subprocess.TimeoutExpired:
             rec.kill()
             continue
-        report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol", "-g", "none",
+        report = subprocess.run(["perf", "report", "-i", data, "--no-inline", "--no-children", "--sort", "symbol", "-g", "none",
                                  "--stdio"], capture_output=True, text=True, timeout=300).stdout
         lines = [" ".join(l.split()[:1] + l.split()[2:])[:160] for l in report.splitlines()
                  if l.strip() and not l.startswith("#")][:40]
@@ -228,7 +228,7 @@ def stop_profiles(recorders, out_dir, phase):
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         # Inclusive shares (a function with everything it calls): what the stage table uses.
-        children = subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "symbol", "-g", "none",
+        children = subprocess.run(["perf", "report", "-i", data, "--no-inline", "--children", "--sort", "symbol", "-g", "none",
                                    "--percent-limit", "0.3", "--stdio"], capture_output=True, text=True,
                                   timeout=600).stdout
         with open(os.path.join(out_dir, f"{phase}-{name}.children.txt"), "w") as f:

@@ -13,7 +13,7 @@
 //!
 //! The sort-key columns of each batch are turned into byte-comparable rows (`arrow::row`), and
 //! a heap of the inputs' current rows yields the rows in order. Rows are gathered into output
-//! batches with `interleave` and written through the storage's format
+//! batches with [`strata_storage::format::gather`] and written through the storage's format
 //! ([`strata_storage::format::writer_properties`]), so outputs keep the sort order, the bloom
 //! filter on `trace_id`, page statistics and indexes, encodings and format metadata. An
 //! output file is closed once it reaches the target size, at a key boundary (a trace never
@@ -617,7 +617,8 @@ async fn flush(
         return Ok(());
     }
     let refs: Vec<&RecordBatch> = held.iter().collect();
-    let batch = arrow::compute::interleave_record_batch(&refs, pending)?;
+    // `pending` is not empty, so neither is `held`.
+    let batch = format::gather::gather(&refs[0].schema(), &refs, pending)?;
     pending.clear();
     if writer.is_none() {
         let name = strata_storage::layout::compacted_name();

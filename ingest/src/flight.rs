@@ -28,7 +28,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use strata_schema::envelope::Envelope;
 
 /// `batch` as an Arrow IPC stream (schema, batch, end of stream), compressed with `compression`:
-/// the form in which a batch is kept and shipped.
+/// the form in which a batch is kept and shipped. The bytes own no spare capacity: a buffered
+/// copy holds its compressed size, not the guess it was written into.
 pub fn ipc_stream(
     batch: &RecordBatch,
     compression: Option<CompressionType>,
@@ -39,6 +40,7 @@ pub fn ipc_stream(
     w.write(batch)?;
     w.finish()?;
     drop(w);
+    out.shrink_to_fit();
     Ok(out)
 }
 

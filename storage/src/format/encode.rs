@@ -6,7 +6,7 @@
 //! [`CHUNK_ROWS`] gathered rows at a time, never a sorted copy of the whole partition.
 
 use arrow::array::RecordBatch;
-use arrow::compute::{SortOptions, concat, interleave_record_batch};
+use arrow::compute::{SortOptions, concat};
 use arrow::row::{RowConverter, SortField};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
@@ -44,8 +44,9 @@ pub fn encode(
         batches
     };
     // Only the sort keys are concatenated; the rows are then gathered from the input batches
-    // in sorted order, a chunk at a time (`interleave`, which copies nested lists natively),
-    // instead of copying every column twice (concat, then take).
+    // in sorted order, a chunk at a time ([`super::gather`]: `interleave`, which copies nested
+    // lists natively, but nothing row by row for columns that hold nothing), instead of copying
+    // every column twice (concat, then take).
     // The keys are encoded in arrow's row format, so that comparing two rows is one memcmp
     // rather than a comparison per sort column through dynamic comparators (`lexsort`); ties
     // keep input order, so equal rows come out as they came in.
@@ -102,9 +103,9 @@ pub fn encode(
         .map(strata_schema::memory::retained_bytes)
         .sum();
     let mut out = Vec::with_capacity(input_bytes / 16);
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
+    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
     for chunk in rows.chunks(CHUNK_ROWS) {
-        writer.write(&interleave_record_batch(&inputs, chunk)?)?;
+        writer.write(&super::gather::gather(&schema, &inputs, chunk)?)?;
     }
     writer.close()?;
     Ok((out, rows.len()))

@@ -12,6 +12,7 @@
 //! Version history: `1` — the layout above.
 
 mod encode;
+pub mod gather;
 pub mod wal_entries;
 
 pub use encode::{EncodeError, encode};
