@@ -68,24 +68,34 @@ impl Partition {
 #[derive(Debug)]
 pub struct Prepared {
     signal: Signal,
-    parts: Vec<(i64, RecordBatch)>,
+    parts: Vec<PreparedPart>,
+}
+
+/// The rows of one hour, with the memory they hold ([`retained_bytes`], measured once).
+#[derive(Debug)]
+struct PreparedPart {
+    hour: i64,
+    batch: RecordBatch,
     bytes: usize,
 }
 
 impl Prepared {
     pub fn rows(&self) -> usize {
-        self.parts.iter().map(|(_, b)| b.num_rows()).sum()
+        self.parts.iter().map(|p| p.batch.num_rows()).sum()
+    }
+
+    fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.bytes).sum()
     }
 
     /// The hour partitions these rows fall in.
     pub fn hours(&self) -> impl Iterator<Item = i64> + '_ {
-        self.parts.iter().map(|(h, _)| *h)
+        self.parts.iter().map(|p| p.hour)
     }
 
     /// Keeps only the hour partitions for which `keep` is true.
     pub fn retain_hours(&mut self, mut keep: impl FnMut(i64) -> bool) {
-        self.parts.retain(|(h, _)| keep(*h));
-        self.bytes = self.parts.iter().map(|(_, b)| retained_bytes(b)).sum();
+        self.parts.retain(|p| keep(p.hour));
     }
 }
 
@@ -118,34 +128,31 @@ impl Buffer {
     ) -> Result<Prepared, BufferError> {
         let expected = signal.schema();
         let mut parts = Vec::new();
-        let mut bytes = 0;
         for batch in batches {
             check_schema(signal, &expected, batch)?;
-            for (hour, part) in split_by_hour(signal, batch)? {
-                bytes += retained_bytes(&part);
-                parts.push((hour, part));
+            for (hour, batch) in split_by_hour(signal, batch)? {
+                let bytes = retained_bytes(&batch);
+                parts.push(PreparedPart { hour, batch, bytes });
             }
         }
+        let prepared = Prepared { signal, parts };
         let held = self.held_bytes();
-        if check_room && held > 0 && held + bytes > self.max_bytes {
+        if check_room && held > 0 && held + prepared.bytes() > self.max_bytes {
             return Err(BufferError::Full {
                 held,
                 max: self.max_bytes,
             });
         }
-        Ok(Prepared {
-            signal,
-            parts,
-            bytes,
-        })
+        Ok(prepared)
     }
 
     /// Adds prepared rows of `tenant`, kept in WAL entry `entry`; returns the row count.
     pub fn commit(&self, tenant: &str, prepared: Prepared, entry: u64) -> usize {
         let tenant: Arc<str> = Arc::from(tenant);
         let mut rows_in = 0;
+        let total = prepared.bytes();
         let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        for (hour, batch) in prepared.parts {
+        for PreparedPart { hour, batch, bytes } in prepared.parts {
             let key = PartitionKey {
                 tenant: tenant.clone(),
                 signal: prepared.signal,
@@ -160,13 +167,13 @@ impl Buffer {
             });
             rows_in += batch.num_rows();
             p.rows += batch.num_rows();
-            p.bytes += retained_bytes(&batch);
+            p.bytes += bytes;
             if p.entries.last() != Some(&entry) {
                 p.entries.push(entry);
             }
             p.batches.push(batch);
         }
-        self.held.fetch_add(prepared.bytes, Ordering::Relaxed);
+        self.held.fetch_add(total, Ordering::Relaxed);
         rows_in
     }
 

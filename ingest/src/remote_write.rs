@@ -19,7 +19,7 @@ use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use strata_schema::remote_write;
 
-use crate::otlp::{Converted, Metrics, OtlpReceiver, Payload, Rejected, TENANT_HEADER};
+use crate::otlp::{Converted, Metrics, OtlpReceiver, Payload, TENANT_HEADER};
 use crate::sink::RETRY_AFTER_SECS;
 
 /// Path of the remote write endpoint.
@@ -198,10 +198,7 @@ async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Respo
     };
     if let Some(batch) = converted.batch {
         // The samples it rejected are counted and answered below, not as a partial success.
-        let rows = Converted {
-            batch: Some(batch),
-            rejected: Rejected::default(),
-        };
+        let rows = Converted::of_rows(Some(batch));
         if let Err(e) = receiver
             .export::<Metrics>(PROTOCOL, tenant.as_deref(), Payload::Converted(rows))
             .await

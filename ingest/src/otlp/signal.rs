@@ -46,6 +46,15 @@ impl Converted {
         }
     }
 
+    /// Rows a receiver of another protocol built, with nothing rejected on the way (that
+    /// receiver answers its rejections itself).
+    pub fn of_rows(batch: Option<RecordBatch>) -> Self {
+        Self {
+            batch,
+            rejected: Rejected::default(),
+        }
+    }
+
     /// Items in the batch.
     pub fn items(&self) -> usize {
         self.batch.as_ref().map_or(0, RecordBatch::num_rows)

@@ -234,21 +234,16 @@ impl Builder {
         scope: Option<&InstrumentationScope>,
         scope_schema_url: &str,
     ) -> Result<()> {
-        if let Point::Number(p) = point {
-            let id = series_id(info.name, &p.attributes, resource.service_name());
-            self.append_metric(info, id, p.start_time_unix_nano, p.time_unix_nano)?;
-            self.attributes.append(&p.attributes)?;
-            self.flags.append_value(p.flags);
-            self.append_exemplars(Some(&p.exemplars))?;
-            self.append_number_value(NumberValue::of(p.value))?;
-            return self.common.append(resource, scope, scope_schema_url);
-        }
         let (start, time, flags) = point.times_and_flags();
         let id = series_id(info.name, point.attributes(), resource.service_name());
         self.append_metric(info, id, start, time)?;
         self.attributes.append(point.attributes())?;
         self.flags.append_value(flags);
         self.append_exemplars(point.exemplars())?;
+        if let Point::Number(p) = point {
+            self.append_number_value(NumberValue::of(p.value))?;
+            return self.common.append(resource, scope, scope_schema_url);
+        }
         self.value_double.append_null();
         self.value_int.append_null();
 

@@ -277,10 +277,7 @@ impl Scraper {
         batch: Option<arrow::record_batch::RecordBatch>,
     ) -> Result<(), String> {
         let receiver = self.receiver.clone();
-        let rows = Converted {
-            batch,
-            rejected: Default::default(),
-        };
+        let rows = Converted::of_rows(batch);
         let task = tokio::spawn(async move {
             receiver
                 .export::<Metrics>("scrape", tenant.as_deref(), Payload::Converted(rows))
