@@ -7,6 +7,8 @@ use strata_agent::AgentConfig;
 use strata_collector::CollectorConfig;
 use strata_compactor::{CompactorConfig, HumanDuration};
 use strata_query::QueryConfig;
+use strata_server::auth::AuthConfig;
+use strata_server::tls::ServerTlsConfig;
 
 use crate::config::Config;
 
@@ -35,6 +37,70 @@ pub enum Command {
     Compactor(CompactorArgs),
     /// One compaction, retention and garbage-collection pass over a storage, then exit.
     Compact(CompactArgs),
+    /// Prints the `sha256:<hex>` an auth file stores for a token or password read from
+    /// standard input (one line; the line break is not part of it).
+    HashSecret,
+}
+
+/// TLS and auth of a role's listeners, as flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecurityArgs {
+    /// PEM certificate chain: every listener of the role speaks TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate signed by one (mTLS).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Credentials file (tokens, users, their tenants and scopes): every request needs one.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    pub fn apply(&self, tls: &mut ServerTlsConfig, auth: &mut AuthConfig) {
+        if self.tls_cert.is_some() {
+            tls.cert = self.tls_cert.clone();
+            tls.key = self.tls_key.clone();
+        }
+        if self.tls_client_ca.is_some() {
+            tls.client_ca = self.tls_client_ca.clone();
+        }
+        if self.auth_file.is_some() {
+            auth.file = self.auth_file.clone();
+        }
+    }
+}
+
+/// How an agent reaches collectors that speak TLS or require a token, as flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ShipArgs {
+    /// PEM CA certificates the collectors' certificates must chain to (TLS to collectors).
+    #[arg(long, value_name = "PEM")]
+    pub ship_ca: Option<PathBuf>,
+    /// PEM client certificate for collectors that require one.
+    #[arg(long, value_name = "PEM", requires = "ship_key")]
+    pub ship_cert: Option<PathBuf>,
+    /// PEM private key of --ship-cert.
+    #[arg(long, value_name = "PEM", requires = "ship_cert")]
+    pub ship_key: Option<PathBuf>,
+    /// File holding the bearer token sent to collectors.
+    #[arg(long, value_name = "FILE")]
+    pub ship_token_file: Option<PathBuf>,
+}
+
+impl ShipArgs {
+    pub fn apply(&self, c: &mut AgentConfig) {
+        set(&mut c.ship_tls.ca, self.ship_ca.clone().map(Some));
+        set(&mut c.ship_tls.cert, self.ship_cert.clone().map(Some));
+        set(&mut c.ship_tls.key, self.ship_key.clone().map(Some));
+        set(
+            &mut c.ship_token_file,
+            self.ship_token_file.clone().map(Some),
+        );
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -48,10 +114,13 @@ pub struct CompactorArgs {
     /// HTTP listen address (/metrics, /ready).
     #[arg(long)]
     pub http: Option<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 impl CompactorArgs {
     pub fn apply(self, mut c: CompactorConfig) -> CompactorConfig {
+        self.security.apply(&mut c.tls, &mut c.auth);
         set(&mut c.storage, self.storage);
         set(&mut c.data_dir, self.data_dir);
         set(&mut c.http, self.http);
@@ -115,10 +184,16 @@ pub struct AgentArgs {
     /// Tail the files matching GLOB as plain lines (repeatable; one source for all of them).
     #[arg(long = "tail", value_name = "GLOB")]
     pub tail: Vec<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    #[command(flatten)]
+    pub ship: ShipArgs,
 }
 
 impl AgentArgs {
     pub fn apply(self, mut c: AgentConfig) -> AgentConfig {
+        self.security.apply(&mut c.tls, &mut c.auth);
+        self.ship.apply(&mut c);
         set(&mut c.id, self.id);
         set(&mut c.data_dir, self.data_dir);
         set(&mut c.otlp_grpc, self.otlp_grpc);
@@ -152,10 +227,13 @@ pub struct CollectorArgs {
     /// OTLP/HTTP listen address (off unless given).
     #[arg(long)]
     pub otlp_http: Option<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 impl CollectorArgs {
     pub fn apply(self, mut c: CollectorConfig) -> CollectorConfig {
+        self.security.apply(&mut c.tls, &mut c.auth);
         set(&mut c.id, self.id);
         set(&mut c.data_dir, self.data_dir);
         set(&mut c.storage, self.storage);
@@ -182,10 +260,13 @@ pub struct QueryArgs {
     /// HTTP listen address.
     #[arg(long)]
     pub http: Option<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 impl QueryArgs {
     pub fn apply(self, mut c: QueryConfig) -> QueryConfig {
+        self.security.apply(&mut c.tls, &mut c.auth);
         set(&mut c.data_dir, self.data_dir);
         set(&mut c.storage, self.storage);
         set(&mut c.http, self.http);
@@ -222,11 +303,16 @@ pub struct StandaloneArgs {
     /// Compactor HTTP address (/metrics, /ready); none unless given.
     #[arg(long)]
     pub compactor_http: Option<String>,
+    /// TLS and auth of every listener the process opens.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 impl StandaloneArgs {
     /// One agent feeding one collector over loopback; storage shared with the query service
-    /// and the compactor.
+    /// and the compactor. TLS and auth flags apply to every role. The agent trusts exactly
+    /// the collector's certificate on their own hop, and ships with a token made for this
+    /// process when auth is on.
     pub fn apply(self, c: Config) -> (AgentConfig, CollectorConfig, QueryConfig, CompactorConfig) {
         let Config {
             mut agent,
@@ -254,8 +340,47 @@ impl StandaloneArgs {
         set(&mut collector.http, self.collector_http);
         agent.collectors = vec![loopback(&collector.flight)];
         add_tail(&mut agent, self.tail);
+        self.security.apply(&mut agent.tls, &mut agent.auth);
+        self.security.apply(&mut collector.tls, &mut collector.auth);
+        self.security.apply(&mut query.tls, &mut query.auth);
+        self.security.apply(&mut compactor.tls, &mut compactor.auth);
+        own_hop(&mut agent, &mut collector);
         (agent, collector, query, compactor)
     }
+}
+
+/// The standalone agent's hop to its own collector: over TLS when the collector has it (the
+/// agent pins the collector's certificate; the Flight listener asks for no client
+/// certificate, which the agent does not have), and with a token made for this process when
+/// the collector requires auth. Settings given for the hop are kept.
+fn own_hop(agent: &mut AgentConfig, collector: &mut CollectorConfig) {
+    if collector.tls.enabled() && collector.flight_tls.is_none() {
+        collector.flight_tls = Some(ServerTlsConfig {
+            client_ca: None,
+            ..collector.tls.clone()
+        });
+    }
+    let flight_tls = collector.flight_tls.as_ref().unwrap_or(&collector.tls);
+    if flight_tls.enabled() && !agent.ship_tls.enabled() {
+        agent.ship_tls.pinned_cert = flight_tls.cert.clone();
+    }
+    if collector.auth.file.is_some()
+        && agent.ship_token.is_none()
+        && agent.ship_token_file.is_none()
+    {
+        let token = random_token();
+        collector.auth.internal_token = Some(token.clone());
+        agent.ship_token = Some(token);
+    }
+}
+
+/// 32 random bytes as hex.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // The system's random source failing is not something to run on.
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system random source works");
+    hex::encode(bytes)
 }
 
 /// `--tail GLOB...`: one plain-line file source, besides those of the configuration.
@@ -297,6 +422,57 @@ mod tests {
     fn no_subcommand_is_allowed() {
         let cli = Cli::try_parse_from(["strata"]).unwrap();
         assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn standalone_security_flags_reach_every_role_and_its_own_hop() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "standalone",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+            "--auth-file",
+            "auth.toml",
+        ])
+        .unwrap();
+        let Some(Command::Standalone(args)) = cli.command else {
+            panic!("not standalone")
+        };
+        let (agent, collector, query, compactor) = args.apply(Config::default());
+        for tls in [&agent.tls, &collector.tls, &query.tls, &compactor.tls] {
+            assert_eq!(tls.cert.as_deref(), Some(std::path::Path::new("c.pem")));
+            assert_eq!(
+                tls.client_ca.as_deref(),
+                Some(std::path::Path::new("ca.pem"))
+            );
+        }
+        for auth in [&agent.auth, &collector.auth, &query.auth, &compactor.auth] {
+            assert_eq!(
+                auth.file.as_deref(),
+                Some(std::path::Path::new("auth.toml"))
+            );
+        }
+        // The agent pins the collector's certificate, which asks it for none, and ships with
+        // the process's own token.
+        assert_eq!(agent.ship_tls.pinned_cert, collector.tls.cert);
+        let flight = collector.flight_tls.as_ref().unwrap();
+        assert!(flight.client_ca.is_none());
+        assert_eq!(agent.ship_token, collector.auth.internal_token);
+        assert_eq!(agent.ship_token.as_ref().map(String::len), Some(64));
+        // A key without a certificate is refused by the parser.
+        assert!(Cli::try_parse_from(["strata", "query", "--tls-key", "k.pem"]).is_err());
+        // Without the flags, nothing changes.
+        let cli = Cli::try_parse_from(["strata", "standalone"]).unwrap();
+        let Some(Command::Standalone(args)) = cli.command else {
+            panic!("not standalone")
+        };
+        let (agent, collector, _, _) = args.apply(Config::default());
+        assert!(!agent.ship_tls.enabled() && agent.ship_token.is_none());
+        assert!(collector.flight_tls.is_none());
     }
 
     #[test]

@@ -132,6 +132,15 @@ mod tests {
     }
 
     #[test]
+    fn example_auth_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/auth.example.toml");
+        let c = strata_server::auth::Credentials::read(&path).unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.token("acme-token").unwrap().name, "acme-apps");
+        assert!(c.user("grafana", "grafana-password").is_some());
+    }
+
+    #[test]
     fn unknown_fields_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -4,6 +4,7 @@
 //!   directory storage.
 //! - `strata agent | collector | query | compactor`: one role each, for a cluster.
 //! - `strata compact --once`: one compaction, retention and garbage-collection pass.
+//! - `strata hash-secret`: the hash an auth file stores for a token or password.
 //!
 //! Configuration is layered: built-in defaults, then the TOML file given with `--config`, then
 //! `STRATA_<ROLE>__<FIELD>` environment variables, then command-line flags.
@@ -81,6 +82,16 @@ async fn run(cli: &Cli, command: Command) -> anyhow::Result<()> {
             if !report.errors.is_empty() {
                 anyhow::bail!("the pass had {} error(s)", report.errors.len());
             }
+        }
+        Command::HashSecret => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let secret = line.strip_suffix('\n').unwrap_or(&line);
+            let secret = secret.strip_suffix('\r').unwrap_or(secret);
+            if secret.is_empty() {
+                anyhow::bail!("no secret on standard input");
+            }
+            println!("{}", strata_server::auth::hash_text(secret));
         }
         Command::Standalone(args) => {
             let (agent, collector, query, compactor) = args.apply(config);

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strata_server::auth::AuthConfig;
+use strata_server::tls::ServerTlsConfig;
+use strata_server::tls::client::ClientTlsConfig;
 
 use crate::{Error, Result};
 
@@ -94,6 +97,17 @@ pub struct AgentConfig {
     pub files: Vec<crate::sources::file::FileSourceConfig>,
     /// Prometheus endpoints to scrape (`[[agent.scrape]]`): static targets per job.
     pub scrape: Vec<crate::sources::scrape::ScrapeConfig>,
+    /// TLS of the OTLP listeners (`[agent.tls]`: cert, key, optional client_ca for mTLS).
+    pub tls: ServerTlsConfig,
+    /// Credentials the OTLP listeners require (`[agent.auth]`: file, open_metrics).
+    pub auth: AuthConfig,
+    /// TLS to the collectors (`[agent.ship_tls]`: ca, optional client cert and key,
+    /// server_name).
+    pub ship_tls: ClientTlsConfig,
+    /// Bearer token sent to collectors that require auth.
+    pub ship_token: Option<String>,
+    /// ... or read from this file (trimmed) at start.
+    pub ship_token_file: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -123,6 +137,11 @@ impl Default for AgentConfig {
             shutdown_grace_secs: 10,
             files: Vec::new(),
             scrape: Vec::new(),
+            tls: ServerTlsConfig::default(),
+            auth: AuthConfig::default(),
+            ship_tls: ClientTlsConfig::default(),
+            ship_token: None,
+            ship_token_file: None,
         }
     }
 }
@@ -161,6 +180,10 @@ impl AgentConfig {
         for s in &self.scrape {
             s.validate().map_err(Error::Config)?;
         }
+        self.tls
+            .validate()
+            .and_then(|()| self.ship_tls.validate())
+            .map_err(Error::Config)?;
         let mut names = std::collections::HashSet::new();
         for f in &self.files {
             f.validate().map_err(Error::Config)?;

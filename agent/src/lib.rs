@@ -55,10 +55,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
     config.validate()?;
     config.resolve_id()?;
-    // Listeners first: a port that cannot be bound stops the agent before it started anything.
-    let grpc = strata_server::bind("OTLP/gRPC", &config.otlp_grpc).await?;
-    let http = strata_server::bind("OTLP/HTTP", &config.otlp_http).await?;
     let registry = metrics::new_registry();
+    let security = strata_server::Security::start(
+        "strata_agent",
+        &config.tls,
+        &config.auth,
+        &config.default_tenant,
+        &registry,
+        &shutdown,
+    )?;
+    // Listeners first: a port that cannot be bound stops the agent before it started anything.
+    let grpc = security.bind("OTLP/gRPC", &config.otlp_grpc).await?;
+    let http = security.bind("OTLP/HTTP", &config.otlp_http).await?;
     let agent_metrics = Arc::new(metrics::AgentMetrics::register(
         &mut registry.lock_registry(),
     ));
@@ -69,7 +77,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
 
     let collectors = discovery::Discovery::new(config.collectors.clone(), config.dns_refresh());
     let shipper = shipper::Shipper::start(
-        shipper::ShipperConfig::from_agent(&config),
+        shipper::ShipperConfig::from_agent(&config).map_err(Error::Config)?,
         collectors,
         agent_metrics.clone(),
         shutdown.clone(),
@@ -100,7 +108,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         Arc::new(shipper.clone()),
         otlp_metrics,
         config.max_request_bytes,
-        config.default_tenant.clone(),
+        security.gate(),
     ));
     let scrape_metrics = sources::scrape::ScrapeMetrics::register(&mut registry.lock_registry());
     let scrape_tasks = tokio_util::task::TaskTracker::new();
@@ -118,12 +126,16 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
         agent_id = %config.id,
         otlp_grpc = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         otlp_http = %http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        tls = http.is_tls(),
         "agent listening"
     );
     let ready = shipper.clone();
-    let http_app = strata_ingest::otlp::http::router(receiver.clone()).merge(
-        strata_server::admin_router(registry.clone(), Arc::new(move || ready.is_ready())),
-    );
+    let http_app =
+        strata_ingest::otlp::http::router(receiver.clone()).merge(strata_server::admin_router(
+            registry.clone(),
+            Arc::new(move || ready.is_ready()),
+            &security.gate(),
+        ));
 
     // Stop accepting first (a server that fails stops the others, and the agent with them);
     // then the shipper drains what was accepted.
@@ -131,7 +143,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     let stop = shutdown.clone();
     servers.spawn(
         "OTLP/gRPC",
-        strata_ingest::otlp::grpc::serve(receiver, grpc, stop.cancelled_owned()),
+        strata_ingest::otlp::grpc::serve(receiver, grpc, stop),
     );
     servers.spawn(
         "OTLP/HTTP",

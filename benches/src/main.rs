@@ -91,6 +91,12 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     max_seconds: u64,
+    /// gRPC over TLS, verifying the server against this PEM CA file.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// Bearer token sent with every gRPC request.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 /// What every exporter generates from: built once from the arguments.
@@ -248,8 +254,13 @@ async fn main() -> anyhow::Result<()> {
         let (args, stats, next, workload) =
             (args.clone(), stats.clone(), next.clone(), workload.clone());
         tasks.push(tokio::spawn(async move {
-            let sender =
-                Sender::connect(&args.endpoint, matches!(args.protocol, Protocol::Http)).await?;
+            let sender = Sender::connect(
+                &args.endpoint,
+                matches!(args.protocol, Protocol::Http),
+                args.ca.as_deref(),
+                args.token.as_deref(),
+            )
+            .await?;
             let mut latencies = Vec::new();
             loop {
                 if Instant::now() > deadline {

@@ -1,5 +1,6 @@
-//! Sending one export request over OTLP/gRPC (tonic clients) or OTLP/HTTP (binary protobuf
-//! POSTed with a plain hyper client), and classifying the answer.
+//! Sending one export request over OTLP/gRPC (tonic clients, optionally over TLS with a bearer
+//! token) or OTLP/HTTP (binary protobuf POSTed with a plain hyper client), and classifying
+//! the answer.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -13,6 +14,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
+use strata_server::tls::client::{ClientTls, ClientTlsConfig, Connector};
 use tonic::transport::Channel;
 
 pub enum Payload {
@@ -29,7 +31,11 @@ pub enum Outcome {
 }
 
 pub enum Sender {
-    Grpc(Channel),
+    Grpc {
+        channel: Channel,
+        /// `authorization` metadata of every request.
+        authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    },
     Http {
         client: Box<Client<HttpConnector, Full<Bytes>>>,
         base: String,
@@ -37,40 +43,66 @@ pub enum Sender {
 }
 
 impl Sender {
-    pub async fn connect(endpoint: &str, http: bool) -> anyhow::Result<Self> {
+    /// A sender to `endpoint`; gRPC goes over TLS verified against `ca` when given, and sends
+    /// `token` as a bearer credential.
+    pub async fn connect(
+        endpoint: &str,
+        http: bool,
+        ca: Option<&std::path::Path>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
         if http {
+            anyhow::ensure!(
+                ca.is_none() && token.is_none(),
+                "--ca and --token are for gRPC"
+            );
             let client = Box::new(Client::builder(TokioExecutor::new()).build_http());
             return Ok(Self::Http {
                 client,
                 base: endpoint.trim_end_matches('/').to_string(),
             });
         }
+        let tls = match ca {
+            Some(ca) => ClientTls::load(&ClientTlsConfig {
+                ca: Some(ca.to_path_buf()),
+                ..Default::default()
+            })?
+            .map(std::sync::Arc::new),
+            None => None,
+        };
+        let connector = Connector::new(tls, std::time::Duration::from_secs(5));
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
-            .tcp_nodelay(true)
-            .connect()
+            .connect_with_connector(connector)
             .await?;
-        Ok(Self::Grpc(channel))
+        let authorization = token.map(|t| format!("Bearer {t}").parse()).transpose()?;
+        Ok(Self::Grpc {
+            channel,
+            authorization,
+        })
     }
 
     pub async fn send(&self, payload: Payload) -> Outcome {
         match self {
-            Self::Grpc(channel) => {
+            Self::Grpc {
+                channel,
+                authorization,
+            } => {
                 const MAX: usize = 64 << 20;
                 let c = channel.clone();
                 let result = match payload {
                     Payload::Traces(r) => TraceServiceClient::new(c)
                         .max_decoding_message_size(MAX)
-                        .export(r)
+                        .export(with_auth(r, authorization))
                         .await
                         .map(drop),
                     Payload::Logs(r) => LogsServiceClient::new(c)
                         .max_decoding_message_size(MAX)
-                        .export(r)
+                        .export(with_auth(r, authorization))
                         .await
                         .map(drop),
                     Payload::Metrics(r) => MetricsServiceClient::new(c)
                         .max_decoding_message_size(MAX)
-                        .export(r)
+                        .export(with_auth(r, authorization))
                         .await
                         .map(drop),
                 };
@@ -119,4 +151,16 @@ impl Sender {
             }
         }
     }
+}
+
+/// `message` as a request carrying `authorization`, if any.
+fn with_auth<T>(
+    message: T,
+    authorization: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(a) = authorization {
+        request.metadata_mut().insert("authorization", a.clone());
+    }
+    request
 }

@@ -49,6 +49,14 @@ pub struct CollectorConfig {
     pub wal_segment_bytes: u64,
     /// RED metrics and service-graph edges derived from the spans this collector stores.
     pub span_metrics: crate::spanmetrics::SpanMetricsConfig,
+    /// TLS of every listener: Flight, HTTP and the OTLP ones (`[collector.tls]`).
+    pub tls: strata_server::tls::ServerTlsConfig,
+    /// TLS of the Flight listener when it differs from `tls` (agents holding other client
+    /// certificates than OTLP clients; `strata standalone`'s own agent, which has none).
+    pub flight_tls: Option<strata_server::tls::ServerTlsConfig>,
+    /// Credentials the listeners require (`[collector.auth]`); agents ship with a token of
+    /// the `write` scope for the tenants they send.
+    pub auth: strata_server::auth::AuthConfig,
 }
 
 impl Default for CollectorConfig {
@@ -75,6 +83,9 @@ impl Default for CollectorConfig {
             zstd_level: 3,
             wal_segment_bytes: 64 * 1024 * 1024,
             span_metrics: Default::default(),
+            tls: Default::default(),
+            flight_tls: None,
+            auth: Default::default(),
         }
     }
 }
@@ -91,6 +102,10 @@ impl CollectorConfig {
             return Err("zstd_level must be 1..=22".into());
         }
         self.span_metrics.validate()?;
+        self.tls.validate()?;
+        if let Some(t) = &self.flight_tls {
+            t.validate()?;
+        }
         Ok(())
     }
 

@@ -12,7 +12,9 @@
 //! fails and the agent retries it whole (what was stored is then a duplicate). A stream that cannot be decoded
 //! or does not match its signal's schema is `INVALID_ARGUMENT`; a full buffer or disk is
 //! `RESOURCE_EXHAUSTED` so the agent backs off and retries. The other Flight methods
-//! are not offered by a collector and answer `UNIMPLEMENTED`.
+//! are not offered by a collector and answer `UNIMPLEMENTED`. With auth on, the stream's
+//! credential must hold the `write` scope for the envelope's tenant (`UNAUTHENTICATED` /
+//! `PERMISSION_DENIED` otherwise, before any data is read).
 
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use strata_ingest::flight::decode_groups;
 use strata_schema::envelope::Envelope;
+use strata_server::auth::{Gate, Scope};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
@@ -35,6 +38,8 @@ use crate::store::{AcceptError, Accepted, Store};
 pub struct CollectorFlight {
     pub store: Arc<Store>,
     pub metrics: Arc<CollectorMetrics>,
+    /// Checks that the shipping credential may write the envelope's tenant.
+    pub gate: Arc<Gate>,
 }
 
 impl CollectorFlight {
@@ -66,6 +71,11 @@ impl FlightService for CollectorFlight {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut stream = request.into_inner();
         let first = stream
             .message()
@@ -83,6 +93,13 @@ impl FlightService for CollectorFlight {
                 return Err(Status::invalid_argument(format!("batch envelope: {e}")));
             }
         };
+        if let Err(denied) =
+            self.gate
+                .check_tenant(authorization.as_deref(), &envelope.tenant, Scope::Write)
+        {
+            self.count("unauthorized");
+            return Err(denied.to_status());
+        }
         let data = futures::stream::once(async move { Ok(first) })
             .chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))));
         let groups = match decode_groups(data, envelope.sequence).await {

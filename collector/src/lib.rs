@@ -29,9 +29,8 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use strata_ingest::otlp::{OtlpMetrics, OtlpReceiver};
-use strata_server::{admin_router, bind, serve_http};
+use strata_server::{admin_router, serve_http};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tracing::info;
 
 pub use config::CollectorConfig;
@@ -58,20 +57,34 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     config.validate().map_err(Error::Config)?;
     // Listeners first: a port that cannot be bound stops the collector before it started
     // anything.
-    let flight_listener = bind("Flight", &config.flight).await?;
-    let admin_listener = bind("collector HTTP", &config.http).await?;
+    let registry = strata_server::new_registry();
+    let security = strata_server::Security::start(
+        "strata_collector",
+        &config.tls,
+        &config.auth,
+        &config.default_tenant,
+        &registry,
+        &shutdown,
+    )?;
+    let flight_listener = match &config.flight_tls {
+        Some(tls) => {
+            let tls = security.other_tls(tls, &shutdown)?;
+            security.bind_with("Flight", &config.flight, tls).await?
+        }
+        None => security.bind("Flight", &config.flight).await?,
+    };
+    let admin_listener = security.bind("collector HTTP", &config.http).await?;
     let otlp_grpc = match &config.otlp_grpc {
-        Some(addr) => Some(bind("OTLP/gRPC", addr).await?),
+        Some(addr) => Some(security.bind("OTLP/gRPC", addr).await?),
         None => None,
     };
     let otlp_http = match &config.otlp_http {
-        Some(addr) => Some(bind("OTLP/HTTP", addr).await?),
+        Some(addr) => Some(security.bind("OTLP/HTTP", addr).await?),
         None => None,
     };
     let storage = strata_storage::Storage::open(&config.storage, &config.s3)?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
-    let registry = strata_server::new_registry();
     let metrics = Arc::new(metrics::CollectorMetrics::register(
         &mut registry.lock_registry(),
     ));
@@ -130,14 +143,15 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     let flight = FlightServiceServer::new(flight::CollectorFlight {
         store: store.clone(),
         metrics: metrics.clone(),
+        gate: security.gate(),
     })
     .max_decoding_message_size(MAX_FLIGHT_MESSAGE);
     let stop = shutdown.clone();
     servers.spawn("Flight", async move {
-        tonic::transport::Server::builder()
+        strata_server::grpc_server()
             .add_service(flight)
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(flight_listener),
+                flight_listener.incoming(stop.clone()),
                 stop.cancelled_owned(),
             )
             .await
@@ -156,13 +170,14 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         }),
         otlp_metrics,
         config.max_request_bytes,
-        config.default_tenant.clone(),
+        security.gate(),
     ));
     let ready_flag = shutdown.clone();
     // Prometheus can remote-write straight into a collector, on its HTTP listener.
     let admin = admin_router(
         registry.clone(),
         Arc::new(move || !ready_flag.is_cancelled()),
+        &security.gate(),
     )
     .merge(strata_ingest::remote_write::router(receiver.clone()));
     servers.spawn(
@@ -171,10 +186,9 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     );
     if let Some(listener) = otlp_grpc {
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/gRPC listening");
-        let stop = shutdown.clone().cancelled_owned();
         servers.spawn(
             "OTLP/gRPC",
-            strata_ingest::otlp::grpc::serve(receiver.clone(), listener, stop),
+            strata_ingest::otlp::grpc::serve(receiver.clone(), listener, shutdown.clone()),
         );
     }
     if let Some(listener) = otlp_http {

@@ -47,6 +47,10 @@ pub struct CompactorConfig {
     pub orphan_grace: HumanDuration,
     /// Retention of each signal, with per-tenant overrides.
     pub retention: RetentionConfig,
+    /// TLS of the HTTP listener (`[compactor.tls]`).
+    pub tls: strata_server::tls::ServerTlsConfig,
+    /// Credentials `/metrics` requires (`[compactor.auth]`; admin scope unless open_metrics).
+    pub auth: strata_server::auth::AuthConfig,
 }
 
 impl Default for CompactorConfig {
@@ -66,6 +70,8 @@ impl Default for CompactorConfig {
             delete_delay: HumanDuration(Duration::from_secs(900)),
             orphan_grace: HumanDuration(Duration::from_secs(6 * 3600)),
             retention: RetentionConfig::default(),
+            tls: Default::default(),
+            auth: Default::default(),
         }
     }
 }
@@ -133,6 +139,7 @@ impl RetentionConfig {
 impl CompactorConfig {
     pub fn validate(&self) -> Result<(), String> {
         strata_storage::layout::validate_writer_id("compactor", &self.id)?;
+        self.tls.validate()?;
         if self.row_group_rows == 0 || self.target_file_bytes == 0 {
             return Err("row_group_rows and target_file_bytes must be positive".into());
         }

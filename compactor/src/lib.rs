@@ -69,9 +69,17 @@ pub async fn run(config: CompactorConfig, shutdown: CancellationToken) -> Result
     let metrics = Arc::new(metrics::CompactorMetrics::register(
         &mut registry.lock_registry(),
     ));
+    let security = strata_server::Security::start(
+        "strata_compactor",
+        &config.tls,
+        &config.auth,
+        strata_schema::envelope::DEFAULT_TENANT,
+        &registry,
+        &shutdown,
+    )?;
     let listener = match config.http.as_str() {
         "" => None,
-        addr => Some(strata_server::bind("compactor HTTP", addr).await?),
+        addr => Some(security.bind("compactor HTTP", addr).await?),
     };
     info!(
         id = %config.id,
@@ -82,7 +90,7 @@ pub async fn run(config: CompactorConfig, shutdown: CancellationToken) -> Result
     );
     let server_stop = CancellationToken::new();
     let server = listener.map(|listener| {
-        let app = strata_server::admin_router(registry, Arc::new(|| true));
+        let app = strata_server::admin_router(registry, Arc::new(|| true), &security.gate());
         tokio::spawn(strata_server::serve_http(
             "compactor HTTP",
             listener,

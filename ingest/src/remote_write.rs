@@ -19,6 +19,8 @@ use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use strata_schema::remote_write;
 
+use strata_server::auth::Scope;
+
 use crate::otlp::{Converted, Metrics, OtlpReceiver, Payload, TENANT_HEADER};
 use crate::sink::RETRY_AFTER_SECS;
 
@@ -45,7 +47,18 @@ pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
         receiver,
         metadata: RwLock::new(HashMap::new()),
     });
-    Router::new().route(PATH, post(write)).with_state(state)
+    let gate = state.receiver.gate().clone();
+    strata_server::auth::http::require(
+        Router::new().route(PATH, post(write)).with_state(state),
+        gate,
+        Scope::Write,
+        |denied, _| {
+            text_response(
+                strata_server::auth::http::status(denied),
+                denied.message().to_string(),
+            )
+        },
+    )
 }
 
 /// A plain-text answer; 429 and 503 carry `Retry-After`.
@@ -241,7 +254,7 @@ mod tests {
             sink,
             metrics,
             1 << 20,
-            "default".into(),
+            Arc::new(strata_server::auth::Gate::open("default")),
         )))
     }
 

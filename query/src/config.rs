@@ -41,6 +41,11 @@ pub struct QueryConfig {
     /// Memory for the trace index: each span file's footer, `trace_id` ranges and bloom
     /// filters, kept so a trace lookup opens only the files that hold the trace.
     pub trace_index_bytes: usize,
+    /// TLS of the HTTP listener (`[query.tls]`).
+    pub tls: strata_server::tls::ServerTlsConfig,
+    /// Credentials every API route and the web UI require (`[query.auth]`; the `read`
+    /// scope, for the credential's tenants).
+    pub auth: strata_server::auth::AuthConfig,
 }
 
 impl Default for QueryConfig {
@@ -60,6 +65,8 @@ impl Default for QueryConfig {
             promql_max_samples: 50_000_000,
             metadata_cache_bytes: 64 * 1024 * 1024,
             trace_index_bytes: 256 * 1024 * 1024,
+            tls: Default::default(),
+            auth: Default::default(),
         }
     }
 }
@@ -68,6 +75,7 @@ impl QueryConfig {
     pub fn validate(&self) -> Result<(), String> {
         strata_schema::envelope::validate_tenant(&self.default_tenant)
             .map_err(|e| format!("default_tenant: {e}"))?;
+        self.tls.validate()?;
         if self.timeout_ms == 0
             || self.memory_limit_bytes == 0
             || self.max_result_rows == 0

@@ -17,7 +17,7 @@ pub mod ui;
 
 use std::sync::Arc;
 
-use strata_server::{admin_router, bind, serve_http};
+use strata_server::{admin_router, serve_http};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -35,28 +35,54 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The complete HTTP app of the query service (API plus `/metrics` and `/ready`).
+/// The query service's HTTP app with no auth and a registry of its own (tests, tools).
 pub fn app(config: QueryConfig) -> Result<axum::Router> {
+    let gate = Arc::new(strata_server::auth::Gate::open(&config.default_tenant));
+    app_with(config, strata_server::new_registry(), gate)
+}
+
+/// The complete HTTP app of the query service (API and UI behind the gate, plus `/metrics`
+/// and `/ready`), with its metrics on `registry`.
+pub fn app_with(
+    config: QueryConfig,
+    registry: strata_server::SharedRegistry,
+    gate: Arc<strata_server::auth::Gate>,
+) -> Result<axum::Router> {
     config.validate().map_err(Error::Config)?;
-    let registry = strata_server::new_registry();
     let metrics = Arc::new(metrics::QueryMetrics::register(
         &mut registry.lock_registry(),
     ));
     let engine = Arc::new(engine::Engine::new(config)?);
     engine.trace_index().register(&mut registry.lock_registry());
     let state = api::AppState { engine, metrics };
-    Ok(api::router(state).merge(admin_router(registry, Arc::new(|| true))))
+    let api = strata_server::auth::http::require(
+        api::router(state),
+        gate.clone(),
+        strata_server::auth::Scope::Read,
+        strata_server::auth::http::render_json,
+    );
+    Ok(api.merge(admin_router(registry, Arc::new(|| true), &gate)))
 }
 
 /// Serves the query API until `shutdown` is cancelled.
 pub async fn run(config: QueryConfig, shutdown: CancellationToken) -> Result<()> {
-    let listener = bind("query HTTP", &config.http).await?;
+    let registry = strata_server::new_registry();
+    let security = strata_server::Security::start(
+        "strata_query",
+        &config.tls,
+        &config.auth,
+        &config.default_tenant,
+        &registry,
+        &shutdown,
+    )?;
+    let listener = security.bind("query HTTP", &config.http).await?;
     info!(
         http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        tls = listener.is_tls(),
         storage = %config.storage,
         "query service listening"
     );
-    let app = app(config)?;
+    let app = app_with(config, registry, security.gate())?;
     serve_http("query HTTP", listener, app, shutdown).await?;
     info!("query service stopped");
     Ok(())

@@ -1,9 +1,22 @@
-//! What every role's servers share: binding a listener, serving an axum app until shutdown
-//! (in-flight requests finish), the `/metrics` + `/ready` admin routes, the metrics registry
-//! that a role's components register on, and the [`shutdown`] of a role's servers as one.
+//! What every role's servers share:
+//! - [`listener`]: bound sockets, plain or [`tls`], as streams of ready connections;
+//! - [`serve`]: HTTP apps and gRPC servers on them, with bounded headers and graceful stops;
+//! - [`auth`]: the gate that decides each request's tenant and whether it may go on;
+//! - [`security`]: a role's TLS, gate and their metrics as one value;
+//! - the `/metrics` + `/ready` admin routes, the metrics registry that a role's components
+//!   register on, and the [`shutdown`] of a role's servers as one.
 
+pub mod auth;
+pub mod listener;
+pub mod reload;
+pub mod security;
+pub mod serve;
 pub mod shutdown;
+pub mod tls;
 
+pub use listener::Listener;
+pub use security::Security;
+pub use serve::{grpc_server, serve_http};
 pub use shutdown::Servers;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +27,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use prometheus_client::registry::Registry;
 
@@ -27,6 +39,8 @@ pub enum Error {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Security(String),
     #[error("{what} server failed: {source}")]
     Serve {
         what: &'static str,
@@ -74,22 +88,6 @@ pub async fn bind(what: &'static str, addr: &str) -> Result<TcpListener> {
         .map_err(|source| Error::Bind { what, addr, source })
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then finishes in-flight requests.
-pub async fn serve_http(
-    what: &'static str,
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(|e| Error::Serve {
-            what,
-            source: Box::new(e),
-        })
-}
-
 /// A readiness probe: true once the role can take traffic.
 pub type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
@@ -99,12 +97,25 @@ struct AdminState {
     ready: ReadyFn,
 }
 
-/// `GET /metrics` (Prometheus text format) and `GET /ready` (200 or 503).
-pub fn admin_router(registry: SharedRegistry, ready: ReadyFn) -> Router {
-    Router::new()
+/// `GET /metrics` (Prometheus text format; behind the `admin` scope unless the gate serves
+/// metrics openly) and `GET /ready` (200 or 503, always open).
+pub fn admin_router(registry: SharedRegistry, ready: ReadyFn, gate: &Arc<auth::Gate>) -> Router {
+    let state = AdminState { registry, ready };
+    let mut metrics_route = Router::new()
         .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    if !gate.metrics_open() {
+        metrics_route = auth::http::require(
+            metrics_route,
+            gate.clone(),
+            auth::Scope::Admin,
+            auth::http::render_json,
+        );
+    }
+    Router::new()
         .route("/ready", get(ready_probe))
-        .with_state(AdminState { registry, ready })
+        .with_state(state)
+        .merge(metrics_route)
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {

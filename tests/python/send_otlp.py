@@ -4,6 +4,9 @@ Three services (frontend, checkout, payment) each have their own TracerProvider,
 crosses services. frontend and payment export over OTLP/gRPC, checkout over OTLP/HTTP, so one
 trace arrives through both protocols. Logs go over OTLP/HTTP, metrics over OTLP/gRPC.
 
+With --tls, every exporter speaks TLS and sends the headers of the standard environment
+variables (OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_HEADERS): the SDK's own way.
+
 Writes what it sent as JSON (trace ids, spans with parents, log bodies, metric values) to --out,
 for the Rust end-to-end test to compare with what Strata returns.
 """
@@ -41,13 +44,16 @@ def main():
     ap.add_argument("--logs", type=int, default=50)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tls", action="store_true",
+                    help="gRPC over TLS (CA and headers from OTEL_EXPORTER_OTLP_CERTIFICATE / _HEADERS)")
     args = ap.parse_args()
+    insecure = not args.tls
     rnd = random.Random(args.seed)
 
     providers = {
-        "frontend": provider("frontend", GrpcSpanExporter(endpoint=args.grpc, insecure=True)),
+        "frontend": provider("frontend", GrpcSpanExporter(endpoint=args.grpc, insecure=insecure)),
         "checkout": provider("checkout", HttpSpanExporter(endpoint=args.http + "/v1/traces")),
-        "payment": provider("payment", GrpcSpanExporter(endpoint=args.grpc, insecure=True)),
+        "payment": provider("payment", GrpcSpanExporter(endpoint=args.grpc, insecure=insecure)),
     }
     tracers = {name: p.get_tracer("strata.e2e", "1.0") for name, p in providers.items()}
 
@@ -108,7 +114,7 @@ def main():
     log_provider.shutdown()
 
     # Metrics: a counter and a histogram, exported once at shutdown.
-    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=args.grpc, insecure=True),
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=args.grpc, insecure=insecure),
                                            export_interval_millis=60_000)
     meter_provider = MeterProvider(resource=Resource.create({"service.name": "payment"}), metric_readers=[reader])
     meter = meter_provider.get_meter("strata.e2e")

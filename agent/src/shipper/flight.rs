@@ -8,15 +8,24 @@ use arrow_flight::error::FlightError;
 use bytes::Bytes;
 use futures::StreamExt;
 use strata_schema::envelope::Envelope;
+use strata_server::tls::client::Connector;
 use tonic::transport::Endpoint;
 
-/// A lazily connecting Flight client for `addr` (`HOST:PORT`); reconnects by itself.
-pub fn client(addr: &str) -> Result<FlightClient, FlightError> {
+/// A lazily connecting Flight client for `addr` (`HOST:PORT`) that dials through
+/// `connector` (TLS when configured) and sends `token` as a bearer credential; reconnects by
+/// itself.
+pub fn client(
+    addr: &str,
+    connector: &Connector,
+    token: Option<&str>,
+) -> Result<FlightClient, FlightError> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| FlightError::ExternalError(Box::new(e)))?
-        .tcp_nodelay(true)
-        .connect_timeout(std::time::Duration::from_secs(5));
-    Ok(FlightClient::new(endpoint.connect_lazy()))
+        .map_err(|e| FlightError::ExternalError(Box::new(e)))?;
+    let mut client = FlightClient::new(endpoint.connect_with_connector_lazy(connector.clone()));
+    if let Some(token) = token {
+        client.add_header("authorization", &format!("Bearer {token}"))?;
+    }
+    Ok(client)
 }
 
 /// Ships `streams` (sequence, the batch's Arrow IPC stream as the buffer keeps it) of one

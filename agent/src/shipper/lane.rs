@@ -435,7 +435,12 @@ impl Lane {
 
     fn client(&mut self) -> Result<&mut FlightClient, FlightError> {
         if self.client.is_none() {
-            self.client = Some(flight::client(&self.addr)?);
+            let config = &self.shipper.0.config;
+            self.client = Some(flight::client(
+                &self.addr,
+                &config.connector,
+                config.token.as_deref(),
+            )?);
         }
         // Just set above when it was missing.
         self.client

@@ -45,6 +45,7 @@ use crate::discovery::Discovery;
 use crate::metrics::AgentMetrics;
 use crate::ring::Ring;
 use strata_ingest::{Ingest, IngestError};
+use strata_server::tls::client::{ClientTls, Connector};
 
 /// What the shipper needs from the agent configuration.
 #[derive(Debug, Clone)]
@@ -59,11 +60,29 @@ pub struct ShipperConfig {
     pub breaker_open: Duration,
     pub breaker_max_open: Duration,
     pub buffer: BufferConfig,
+    /// How a lane dials its collector (TCP, then TLS when configured).
+    pub connector: Connector,
+    /// Bearer token sent to collectors.
+    pub token: Option<String>,
 }
 
 impl ShipperConfig {
-    pub fn from_agent(c: &AgentConfig) -> Self {
-        Self {
+    /// The shipper's settings; reads the TLS files and the token file.
+    pub fn from_agent(c: &AgentConfig) -> Result<Self, String> {
+        let tls = ClientTls::load(&c.ship_tls).map_err(|e| format!("ship_tls: {e}"))?;
+        let token = match (&c.ship_token, &c.ship_token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("ship_token_file {}: {e}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        Ok(Self {
+            connector: Connector::new(tls.map(Arc::new), Duration::from_secs(5)),
+            token,
             agent_id: c.id.clone(),
             batch_max_rows: c.batch_max_rows,
             batch_max_bytes: c.batch_max_bytes,
@@ -82,7 +101,7 @@ impl ShipperConfig {
                 memory_limit_bytes: c.memory_limit_bytes,
                 compression: c.ship_compression.ipc(),
             },
-        }
+        })
     }
 }
 

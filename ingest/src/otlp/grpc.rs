@@ -8,7 +8,6 @@
 //! are decoded by the receiver, never by tonic.)
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,10 +15,11 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
 use http::HeaderValue;
-use tokio::net::TcpListener;
+use strata_server::Listener;
+use strata_server::auth::{Denied, Scope};
+use tokio_util::sync::CancellationToken;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, Payload, TENANT_HEADER, Traces};
@@ -62,15 +62,29 @@ impl<S: OtlpSignal> UnaryService<Bytes> for OtlpService<S> {
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let receiver = self.receiver.clone();
         Box::pin(async move {
-            let tenant = request
-                .metadata()
-                .get(TENANT_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let metadata = request.metadata();
+            let text = |key| metadata.get(key).map(|v| v.to_str());
+            let tenant = match text(TENANT_HEADER) {
+                Some(Err(_)) => Err(Denied::Invalid("x-scope-orgid is not text".into())),
+                t => receiver.gate().check(
+                    text("authorization").and_then(Result::ok),
+                    t.and_then(Result::ok),
+                    Scope::Write,
+                ),
+            };
+            let tenant = match tenant {
+                Ok(t) => t,
+                Err(denied) => {
+                    receiver
+                        .metrics()
+                        .refused_request(S::SIGNAL.as_str(), "grpc", "unauthorized");
+                    return Err(denied.to_status());
+                }
+            };
             receiver
                 .export::<S>(
                     "grpc",
-                    tenant.as_deref(),
+                    Some(&tenant),
                     Payload::Protobuf(request.into_inner()),
                 )
                 .await
@@ -174,20 +188,23 @@ pub fn map_status<B>(mut response: http::Response<B>) -> http::Response<B> {
     response
 }
 
-/// Serves the three OTLP services on `listener` until `shutdown` resolves.
+/// Serves the three OTLP services on `listener` until `shutdown` is cancelled.
 pub async fn serve(
     receiver: Arc<OtlpReceiver>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
+    listener: Listener,
+    shutdown: CancellationToken,
 ) -> Result<()> {
-    tonic::transport::Server::builder()
+    strata_server::grpc_server()
         .layer(tower::util::MapResponseLayer::new(
             map_status::<tonic::body::Body>,
         ))
         .add_service(OtlpService::<Traces>::new(receiver.clone()))
         .add_service(OtlpService::<Logs>::new(receiver.clone()))
         .add_service(OtlpService::<Metrics>::new(receiver))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            listener.incoming(shutdown.clone()),
+            shutdown.cancelled_owned(),
+        )
         .await
         .map_err(|e| strata_server::Error::Serve {
             what: "OTLP/gRPC",
@@ -238,7 +255,7 @@ mod tests {
             sink.clone(),
             metrics,
             1 << 20,
-            "default".into(),
+            Arc::new(strata_server::auth::Gate::open("default")),
         ));
         (sink, registry, receiver)
     }
@@ -247,10 +264,14 @@ mod tests {
     #[tokio::test]
     async fn export_over_grpc_with_partial_success_and_tenant() {
         let (sink, _registry, receiver) = receiver();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(receiver, listener, stop.clone().cancelled_owned()));
+        let server = tokio::spawn(serve(
+            receiver,
+            Listener::plain("OTLP/gRPC", listener),
+            stop.clone(),
+        ));
         let mut client = TraceServiceClient::connect(format!("http://{addr}"))
             .await
             .unwrap()

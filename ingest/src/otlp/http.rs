@@ -19,6 +19,7 @@ use prost::Message;
 use tower_http::decompression::RequestDecompressionLayer;
 
 use super::{Logs, Metrics, OtlpReceiver, OtlpSignal, Payload, TENANT_HEADER, Traces};
+use strata_server::auth::{Denied, Scope};
 use tonic::Code;
 
 use crate::sink::{IngestError, RETRY_AFTER_SECS};
@@ -120,15 +121,33 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// The OTLP/HTTP routes over `receiver`, and Prometheus remote write beside them.
+/// The OTLP/HTTP routes over `receiver`, and Prometheus remote write beside them, behind
+/// the receiver's gate with the `write` scope.
 pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
-    Router::new()
+    let otlp = Router::new()
         .route(Traces::HTTP_PATH, post(export::<Traces>))
         .route(Logs::HTTP_PATH, post(export::<Logs>))
         .route(Metrics::HTTP_PATH, post(export::<Metrics>))
         .layer(RequestDecompressionLayer::new().gzip(true))
-        .with_state(receiver.clone())
+        .with_state(receiver.clone());
+    strata_server::auth::http::require(otlp, receiver.gate().clone(), Scope::Write, refusal)
         .merge(crate::remote_write::router(receiver))
+}
+
+/// An auth refusal as an OTLP error, in the request's encoding.
+fn refusal(denied: &Denied, headers: &HeaderMap) -> Response {
+    let code = match denied {
+        Denied::Unauthenticated(_) => Code::Unauthenticated,
+        Denied::Forbidden(_) => Code::PermissionDenied,
+        Denied::Invalid(_) => Code::InvalidArgument,
+    };
+    HttpError::new(
+        strata_server::auth::http::status(denied),
+        code as i32,
+        denied.message(),
+        Encoding::of(headers).unwrap_or(Encoding::Json),
+    )
+    .into_response()
 }
 
 async fn export<S: OtlpSignal>(
@@ -218,7 +237,7 @@ mod tests {
             sink,
             metrics,
             limit,
-            "default".into(),
+            Arc::new(strata_server::auth::Gate::open("default")),
         )))
     }
 

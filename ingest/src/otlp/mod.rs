@@ -4,8 +4,9 @@
 //! JSON bytes); it drops what the OTLP spec says a server must reject (spans with an
 //! invalid trace or span id, metrics without a name), converts the rest to one Arrow batch
 //! ([`OtlpSignal::convert_payload`]) and hands it to the sink. The
-//! rejected part is reported as OTLP partial success. The tenant comes from the
-//! `X-Scope-OrgID` header, as in Tempo, Loki and Mimir. Prometheus remote write
+//! rejected part is reported as OTLP partial success. The tenant is decided by the role's
+//! auth [`Gate`] (the credential's tenants, `X-Scope-OrgID` choosing among them; without auth
+//! the header or the default tenant), before the body is read. Prometheus remote write
 //! ([`crate::remote_write`]) is served beside OTLP/HTTP and ingested through the same receiver.
 
 pub mod grpc;
@@ -21,12 +22,12 @@ use strata_schema::envelope::validate_tenant;
 use tracing::warn;
 
 use strata_server::Labels;
+use strata_server::auth::Gate;
 
 use crate::sink::{Ingest, IngestError};
 pub use signal::{Converted, Logs, Metrics, OtlpSignal, Payload, Traces};
 
-/// Header (gRPC metadata key) naming the tenant of a request.
-pub const TENANT_HEADER: &str = "x-scope-orgid";
+pub use strata_server::auth::TENANT_HEADER;
 
 /// Receiver-side metrics, shared by both protocols.
 pub struct OtlpMetrics {
@@ -78,7 +79,7 @@ pub struct OtlpReceiver {
     ingest: Arc<dyn Ingest>,
     metrics: Arc<OtlpMetrics>,
     max_request_bytes: usize,
-    default_tenant: String,
+    gate: Arc<Gate>,
 }
 
 impl OtlpReceiver {
@@ -86,14 +87,19 @@ impl OtlpReceiver {
         ingest: Arc<dyn Ingest>,
         metrics: Arc<OtlpMetrics>,
         max_request_bytes: usize,
-        default_tenant: String,
+        gate: Arc<Gate>,
     ) -> Self {
         Self {
             ingest,
             metrics,
             max_request_bytes,
-            default_tenant,
+            gate,
         }
+    }
+
+    /// The gate every request of this receiver passes.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 
     pub fn max_request_bytes(&self) -> usize {
@@ -104,10 +110,11 @@ impl OtlpReceiver {
         &self.metrics
     }
 
-    /// The tenant named by the request header, or the default one.
-    pub fn tenant<'a>(&'a self, header: Option<&'a str>) -> Result<&'a str, IngestError> {
-        match header {
-            None | Some("") => Ok(&self.default_tenant),
+    /// The tenant the gate decided, or the gate's default one; refused unless it is a valid
+    /// tenant name.
+    pub fn tenant<'a>(&'a self, decided: Option<&'a str>) -> Result<&'a str, IngestError> {
+        match decided {
+            None | Some("") => Ok(self.gate.default_tenant()),
             Some(t) => validate_tenant(t)
                 .map(|()| t)
                 .map_err(|e| IngestError::Invalid(format!("{TENANT_HEADER}: {e}"))),

@@ -9,7 +9,8 @@
 //!   datasource and trace-to-logs links
 //! - `/metrics` and `/ready` from the shared admin routes.
 //!
-//! Every request names its tenant in `X-Scope-OrgID` (default tenant otherwise).
+//! The auth gate in front of these routes ([`crate::app`]) decides each request's tenant and
+//! hands it over in `X-Scope-OrgID`; [`AppState::tenant`] reads it from there.
 
 pub mod jaeger;
 pub mod loki;
@@ -31,7 +32,7 @@ use crate::engine::Engine;
 use crate::error::QueryError;
 use crate::metrics::QueryMetrics;
 
-pub const TENANT_HEADER: &str = "x-scope-orgid";
+pub use strata_server::auth::TENANT_HEADER;
 
 #[derive(Clone)]
 pub struct AppState {

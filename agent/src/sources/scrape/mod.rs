@@ -1,6 +1,7 @@
 //! Prometheus scraping: `[[agent.scrape]]` jobs of static targets, each fetched every
-//! `interval_ms` (within `timeout_ms`) from `http://<target><metrics_path>`, so a node's
-//! exporters (and the agent's own `/metrics`) need no Prometheus server.
+//! `interval_ms` (within `timeout_ms`) from `<scheme>://<target><metrics_path>`, so a node's
+//! exporters (and the agent's own `/metrics`) need no Prometheus server. Targets may need TLS
+//! and a bearer token or basic auth ([`client`]).
 //!
 //! Every scrape becomes samples in Prometheus's model (names and labels verbatim, `TYPE
 //! counter` families as monotonic sums), stamped with the scrape's start time unless a line
@@ -11,27 +12,26 @@
 //! the target is down). Samples enter the pipeline through the OTLP receiver, like remote
 //! write. Targets are spread over the interval by a hash of their address.
 
+mod client;
 mod parse;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use strata_schema::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
+use strata_server::tls::client::ClientTlsConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::metrics::Labels;
 use strata_ingest::otlp::{Converted, Metrics, OtlpReceiver, Payload};
 
+use client::ScrapeClient;
 pub use parse::{Exposition, ParsedSample, parse};
 
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
@@ -56,6 +56,18 @@ pub struct ScrapeConfig {
     pub tenant: String,
     /// Labels added to every series of the job.
     pub labels: BTreeMap<String, String>,
+    /// `http` or `https` (`https` needs `tls.ca` or `tls.pinned_cert`).
+    pub scheme: Option<String>,
+    /// TLS to the targets (`[agent.scrape.tls]`): CA, optional client certificate, server
+    /// name.
+    pub tls: ClientTlsConfig,
+    /// `Authorization: Bearer` token of the targets.
+    pub bearer_token: Option<String>,
+    /// ... or read from this file at every scrape (a rotated token is used from the next).
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    /// Basic auth to the targets: user and password.
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 impl Default for ScrapeConfig {
@@ -69,6 +81,12 @@ impl Default for ScrapeConfig {
             max_body_bytes: 32 << 20,
             tenant: String::new(),
             labels: BTreeMap::new(),
+            scheme: None,
+            tls: ClientTlsConfig::default(),
+            bearer_token: None,
+            bearer_token_file: None,
+            username: None,
+            password: None,
         }
     }
 }
@@ -90,6 +108,8 @@ impl ScrapeConfig {
                 ));
             }
         }
+        self.validate_access()
+            .map_err(|e| format!("scrape job {:?}: {e}", self.job))?;
         if !self.metrics_path.starts_with('/') {
             return Err(format!(
                 "scrape job {:?}: metrics_path must start with '/'",
@@ -176,7 +196,7 @@ impl Scraper {
     async fn run(mut self, shutdown: CancellationToken) {
         let interval = Duration::from_millis(self.config.interval_ms);
         let offset = xxhash_rust::xxh3::xxh3_64(self.target.as_bytes()) % self.config.interval_ms;
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let client = ScrapeClient::new(&self.config);
         let first = tokio::time::Instant::now() + Duration::from_millis(offset);
         let mut ticker = tokio::time::interval_at(first, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -189,41 +209,11 @@ impl Scraper {
         }
     }
 
-    async fn fetch(
-        &self,
-        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    ) -> Result<String, String> {
-        let uri: http::Uri = format!("http://{}{}", self.target, self.config.metrics_path)
-            .parse()
-            .map_err(|e| format!("bad target: {e}"))?;
-        let request = http::Request::get(uri)
-            .header(http::header::ACCEPT, "text/plain;version=0.0.4")
-            .header(
-                http::header::USER_AGENT,
-                concat!("strata-agent/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let response = client.request(request).await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
-        }
-        let body = Limited::new(response.into_body(), self.config.max_body_bytes)
-            .collect()
-            .await
-            .map_err(|e| format!("reading body: {e}"))?
-            .to_bytes();
-        String::from_utf8(body.to_vec()).map_err(|_| "exposition is not UTF-8".into())
-    }
-
-    async fn scrape_once(
-        &mut self,
-        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    ) {
+    async fn scrape_once(&mut self, client: &ScrapeClient) {
         let t = now_ms();
         let start = Instant::now();
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        let result = match tokio::time::timeout(timeout, self.fetch(client)).await {
+        let result = match tokio::time::timeout(timeout, client.fetch(&self.target)).await {
             Ok(Ok(text)) => parse(&text),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(format!("timed out after {timeout:?}")),
@@ -421,7 +411,7 @@ mod tests {
             Arc::new(Sink::default()),
             otlp,
             1 << 20,
-            "default".into(),
+            Arc::new(strata_server::auth::Gate::open("default")),
         ));
         Scraper {
             config: ScrapeConfig {
