@@ -8,6 +8,7 @@ use strata_collector::CollectorConfig;
 use strata_compactor::{CompactorConfig, HumanDuration};
 use strata_query::QueryConfig;
 use strata_server::auth::AuthConfig;
+use strata_server::limits::LimitsConfig;
 use strata_server::tls::ServerTlsConfig;
 
 use crate::config::Config;
@@ -57,6 +58,10 @@ pub struct SecurityArgs {
     /// Credentials file (tokens, users, their tenants and scopes): every request needs one.
     #[arg(long, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
+    /// Per-tenant limits file (ingest rates, series, value length; query slots, time, memory,
+    /// answer size), reloaded on change.
+    #[arg(long, value_name = "FILE")]
+    pub limits_file: Option<PathBuf>,
 }
 
 impl SecurityArgs {
@@ -70,6 +75,12 @@ impl SecurityArgs {
         }
         if self.auth_file.is_some() {
             auth.file = self.auth_file.clone();
+        }
+    }
+
+    pub fn apply_limits(&self, limits: &mut LimitsConfig) {
+        if self.limits_file.is_some() {
+            limits.file = self.limits_file.clone();
         }
     }
 }
@@ -193,6 +204,7 @@ pub struct AgentArgs {
 impl AgentArgs {
     pub fn apply(self, mut c: AgentConfig) -> AgentConfig {
         self.security.apply(&mut c.tls, &mut c.auth);
+        self.security.apply_limits(&mut c.limits);
         self.ship.apply(&mut c);
         set(&mut c.id, self.id);
         set(&mut c.data_dir, self.data_dir);
@@ -234,6 +246,7 @@ pub struct CollectorArgs {
 impl CollectorArgs {
     pub fn apply(self, mut c: CollectorConfig) -> CollectorConfig {
         self.security.apply(&mut c.tls, &mut c.auth);
+        self.security.apply_limits(&mut c.limits);
         set(&mut c.id, self.id);
         set(&mut c.data_dir, self.data_dir);
         set(&mut c.storage, self.storage);
@@ -267,6 +280,7 @@ pub struct QueryArgs {
 impl QueryArgs {
     pub fn apply(self, mut c: QueryConfig) -> QueryConfig {
         self.security.apply(&mut c.tls, &mut c.auth);
+        self.security.apply_limits(&mut c.limits);
         set(&mut c.data_dir, self.data_dir);
         set(&mut c.storage, self.storage);
         set(&mut c.http, self.http);
@@ -341,8 +355,11 @@ impl StandaloneArgs {
         agent.collectors = vec![loopback(&collector.flight)];
         add_tail(&mut agent, self.tail);
         self.security.apply(&mut agent.tls, &mut agent.auth);
+        self.security.apply_limits(&mut agent.limits);
         self.security.apply(&mut collector.tls, &mut collector.auth);
+        self.security.apply_limits(&mut collector.limits);
         self.security.apply(&mut query.tls, &mut query.auth);
+        self.security.apply_limits(&mut query.limits);
         self.security.apply(&mut compactor.tls, &mut compactor.auth);
         own_hop(&mut agent, &mut collector);
         (agent, collector, query, compactor)

@@ -141,6 +141,18 @@ mod tests {
     }
 
     #[test]
+    fn example_limits_file_parses_and_shows_the_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/limits.example.toml");
+        let t = strata_server::limits::Table::read(&path).unwrap();
+        assert_eq!(
+            t.defaults.as_ref(),
+            &strata_server::limits::Limits::default()
+        );
+        assert_eq!(t.of("acme").max_concurrent_queries, 4);
+        assert_eq!(t.of("acme").max_attribute_value_bytes, 65536);
+    }
+
+    #[test]
     fn unknown_fields_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -19,6 +19,11 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
 
+/// Counts what each query allocates against its memory limit (`strata_query::budget`); other
+/// allocations go to the system allocator as they would without it.
+#[global_allocator]
+static ALLOC: strata_query::budget::CountingAlloc = strata_query::budget::CountingAlloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command.clone() else {

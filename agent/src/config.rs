@@ -101,6 +101,9 @@ pub struct AgentConfig {
     pub tls: ServerTlsConfig,
     /// Credentials the OTLP listeners require (`[agent.auth]`: file, open_metrics).
     pub auth: AuthConfig,
+    /// Per-tenant ingest limits of the OTLP and remote-write listeners (`[agent.limits]`:
+    /// file).
+    pub limits: strata_server::limits::LimitsConfig,
     /// TLS to the collectors (`[agent.ship_tls]`: ca, optional client cert and key,
     /// server_name).
     pub ship_tls: ClientTlsConfig,
@@ -139,6 +142,7 @@ impl Default for AgentConfig {
             scrape: Vec::new(),
             tls: ServerTlsConfig::default(),
             auth: AuthConfig::default(),
+            limits: Default::default(),
             ship_tls: ClientTlsConfig::default(),
             ship_token: None,
             ship_token_file: None,

@@ -58,9 +58,12 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     let registry = metrics::new_registry();
     let security = strata_server::Security::start(
         "strata_agent",
-        &config.tls,
-        &config.auth,
-        &config.default_tenant,
+        strata_server::security::Settings {
+            tls: &config.tls,
+            auth: &config.auth,
+            limits: &config.limits,
+            default_tenant: &config.default_tenant,
+        },
         &registry,
         &shutdown,
     )?;
@@ -104,12 +107,15 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     }
     file_tasks.close();
 
-    let receiver = Arc::new(strata_ingest::otlp::OtlpReceiver::new(
-        Arc::new(shipper.clone()),
-        otlp_metrics,
-        config.max_request_bytes,
-        security.gate(),
-    ));
+    let receiver = Arc::new(
+        strata_ingest::otlp::OtlpReceiver::new(
+            Arc::new(shipper.clone()),
+            otlp_metrics,
+            config.max_request_bytes,
+            security.gate(),
+        )
+        .with_limits(security.limits()),
+    );
     let scrape_metrics = sources::scrape::ScrapeMetrics::register(&mut registry.lock_registry());
     let scrape_tasks = tokio_util::task::TaskTracker::new();
     for job in &config.scrape {

@@ -57,6 +57,9 @@ pub struct CollectorConfig {
     /// Credentials the listeners require (`[collector.auth]`); agents ship with a token of
     /// the `write` scope for the tenants they send.
     pub auth: strata_server::auth::AuthConfig,
+    /// Per-tenant ingest limits of the OTLP listeners (`[collector.limits]`: file); what
+    /// agents ship over Flight was admitted by them.
+    pub limits: strata_server::limits::LimitsConfig,
 }
 
 impl Default for CollectorConfig {
@@ -86,6 +89,7 @@ impl Default for CollectorConfig {
             tls: Default::default(),
             flight_tls: None,
             auth: Default::default(),
+            limits: Default::default(),
         }
     }
 }

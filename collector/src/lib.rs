@@ -60,9 +60,12 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     let registry = strata_server::new_registry();
     let security = strata_server::Security::start(
         "strata_collector",
-        &config.tls,
-        &config.auth,
-        &config.default_tenant,
+        strata_server::security::Settings {
+            tls: &config.tls,
+            auth: &config.auth,
+            limits: &config.limits,
+            default_tenant: &config.default_tenant,
+        },
         &registry,
         &shutdown,
     )?;
@@ -164,14 +167,17 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         &mut registry.lock_registry(),
         "strata_collector",
     ));
-    let receiver = Arc::new(OtlpReceiver::new(
-        Arc::new(ingest::StoreIngest {
-            store: store.clone(),
-        }),
-        otlp_metrics,
-        config.max_request_bytes,
-        security.gate(),
-    ));
+    let receiver = Arc::new(
+        OtlpReceiver::new(
+            Arc::new(ingest::StoreIngest {
+                store: store.clone(),
+            }),
+            otlp_metrics,
+            config.max_request_bytes,
+            security.gate(),
+        )
+        .with_limits(security.limits()),
+    );
     let ready_flag = shutdown.clone();
     // Prometheus can remote-write straight into a collector, on its HTTP listener.
     let admin = admin_router(

@@ -71,9 +71,12 @@ pub async fn run(config: CompactorConfig, shutdown: CancellationToken) -> Result
     ));
     let security = strata_server::Security::start(
         "strata_compactor",
-        &config.tls,
-        &config.auth,
-        strata_schema::envelope::DEFAULT_TENANT,
+        strata_server::security::Settings {
+            tls: &config.tls,
+            auth: &config.auth,
+            limits: &Default::default(),
+            default_tenant: strata_schema::envelope::DEFAULT_TENANT,
+        },
         &registry,
         &shutdown,
     )?;

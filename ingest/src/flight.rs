@@ -24,7 +24,8 @@ use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, FlightDescriptor};
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
+use std::panic::AssertUnwindSafe;
 use strata_schema::envelope::Envelope;
 
 /// `batch` as an Arrow IPC stream (schema, batch, end of stream), compressed with `compression`:
@@ -134,7 +135,12 @@ pub async fn decode_groups(
     let mut schema: Option<FlightData> = None;
     // Set by a schema or dictionary message: the next batch cannot join the open group's stream.
     let mut break_stream = false;
-    while let Some(decoded) = decoder.try_next().await? {
+    // arrow's reader can panic on malformed messages: a panic is a decode error here.
+    while let Some(decoded) = AssertUnwindSafe(decoder.try_next())
+        .catch_unwind()
+        .await
+        .map_err(|panic| FlightError::Arrow(strata_schema::ipc::malformed(&*panic)))??
+    {
         let batch = match decoded.payload {
             DecodedPayload::RecordBatch(batch) => batch,
             DecodedPayload::Schema(_) => {

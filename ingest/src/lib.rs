@@ -13,6 +13,7 @@
 //! - This crate knows no role: roles depend on it, never the other way round.
 
 pub mod flight;
+pub mod limits;
 pub mod otlp;
 pub mod remote_write;
 pub mod sink;

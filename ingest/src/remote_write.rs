@@ -21,7 +21,7 @@ use strata_schema::remote_write;
 
 use strata_server::auth::Scope;
 
-use crate::otlp::{Converted, Metrics, OtlpReceiver, Payload, TENANT_HEADER};
+use crate::otlp::{Converted, Metrics, OtlpReceiver, Payload, Rejected, TENANT_HEADER};
 use crate::sink::RETRY_AFTER_SECS;
 
 /// Path of the remote write endpoint.
@@ -61,17 +61,22 @@ pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
     )
 }
 
-/// A plain-text answer; 429 and 503 carry `Retry-After`.
+/// A plain-text answer; 429 and 503 carry `Retry-After` ([`RETRY_AFTER_SECS`]).
 fn text_response(status: StatusCode, msg: String) -> Response {
-    let mut resp = (status, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
-    if matches!(
+    let retry = matches!(
         status,
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    ) {
-        resp.headers_mut().insert(
-            header::RETRY_AFTER,
-            header::HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+    )
+    .then_some(RETRY_AFTER_SECS);
+    text_response_retry(status, msg, retry)
+}
+
+/// A plain-text answer with `Retry-After: retry_after` when given.
+fn text_response_retry(status: StatusCode, msg: String, retry_after: Option<u64>) -> Response {
+    let mut resp = (status, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
     }
     resp
 }
@@ -209,26 +214,42 @@ async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Respo
         Ok(c) => c,
         Err(e) => return refuse(receiver, "invalid", StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let mut limited = Rejected::default();
     if let Some(batch) = converted.batch {
         // The samples it rejected are counted and answered below, not as a partial success.
-        let rows = Converted::of_rows(Some(batch));
-        if let Err(e) = receiver
+        let rows =
+            Converted::of_rows(Some(batch)).with_bytes(prost::Message::encoded_len(&decoded));
+        match receiver
             .export::<Metrics>(PROTOCOL, tenant.as_deref(), Payload::Converted(rows))
             .await
         {
             // `export` counted the request and its refused items.
-            return text_response(e.http_status(), e.public_message());
+            Err(e) => {
+                return text_response_retry(e.http_status(), e.public_message(), e.retry_after());
+            }
+            // Left out by the tenant's limits, counted by `export`.
+            Ok(r) => limited = r,
         }
     }
-    if converted.rejected > 0 {
-        receiver.refuse("metrics", "invalid", converted.rejected as u64);
+    if converted.rejected > 0 || limited.count > 0 {
+        if converted.rejected > 0 {
+            receiver.refuse("metrics", "invalid", converted.rejected as u64);
+        }
+        let mut why = converted.message.clone();
+        if limited.count > 0 {
+            if !why.is_empty() {
+                why.push_str("; ");
+            }
+            why.push_str(&limited.message);
+        }
+        let refused = converted.rejected as i64 + limited.count;
         return refuse(
             receiver,
             "invalid",
             StatusCode::BAD_REQUEST,
             format!(
-                "{} samples rejected ({} stored): {}",
-                converted.rejected, converted.samples, converted.message
+                "{refused} samples rejected ({} stored): {why}",
+                converted.samples as i64 - limited.count
             ),
         );
     }

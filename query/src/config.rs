@@ -25,10 +25,13 @@ pub struct QueryConfig {
     pub default_tenant: String,
     /// A query taking longer is cancelled, in milliseconds.
     pub timeout_ms: u64,
-    /// Memory one query may use for joins, sorts and aggregations.
+    /// Memory one query may allocate, everything included (its joins, sorts and
+    /// aggregations spill to disk past three quarters of it).
     pub memory_limit_bytes: usize,
     /// Most rows a SQL answer may carry; add a `LIMIT` for more.
     pub max_result_rows: usize,
+    /// Largest answer body of any API route (413 past it).
+    pub max_answer_bytes: usize,
     /// Largest SQL request body.
     pub max_request_bytes: usize,
     /// How far back a PromQL instant selector looks for a sample (Prometheus's
@@ -46,6 +49,9 @@ pub struct QueryConfig {
     /// Credentials every API route and the web UI require (`[query.auth]`; the `read`
     /// scope, for the credential's tenants).
     pub auth: strata_server::auth::AuthConfig,
+    /// Per-tenant query limits (`[query.limits]`: file): concurrent queries, and time,
+    /// memory and answer size under this service's own bounds.
+    pub limits: strata_server::limits::LimitsConfig,
 }
 
 impl Default for QueryConfig {
@@ -60,6 +66,7 @@ impl Default for QueryConfig {
             timeout_ms: 30_000,
             memory_limit_bytes: 1024 * 1024 * 1024,
             max_result_rows: 100_000,
+            max_answer_bytes: 64 * 1024 * 1024,
             max_request_bytes: 1024 * 1024,
             promql_lookback_ms: 5 * 60 * 1000,
             promql_max_samples: 50_000_000,
@@ -67,6 +74,7 @@ impl Default for QueryConfig {
             trace_index_bytes: 256 * 1024 * 1024,
             tls: Default::default(),
             auth: Default::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -79,11 +87,12 @@ impl QueryConfig {
         if self.timeout_ms == 0
             || self.memory_limit_bytes == 0
             || self.max_result_rows == 0
+            || self.max_answer_bytes == 0
             || self.promql_lookback_ms == 0
             || self.promql_max_samples == 0
         {
             return Err(
-                "timeout_ms, memory_limit_bytes, max_result_rows, promql_lookback_ms and promql_max_samples must be positive".into(),
+                "timeout_ms, memory_limit_bytes, max_result_rows, max_answer_bytes, promql_lookback_ms and promql_max_samples must be positive".into(),
             );
         }
         Ok(())
@@ -95,5 +104,14 @@ impl QueryConfig {
 
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// What one query may take on this service; a tenant's limits may lower it.
+    pub fn bounds(&self) -> strata_server::limits::QueryBounds {
+        strata_server::limits::QueryBounds {
+            time: self.timeout(),
+            memory_bytes: self.memory_limit_bytes,
+            answer_bytes: self.max_answer_bytes,
+        }
     }
 }

@@ -10,8 +10,11 @@
 //! Sessions share one cache of Parquet footers, checked against each file's size and
 //! modification time, and trace lookups go through the shared [`TraceIndex`].
 //!
-//! Invariants: sessions are read-only (no DDL, DML, `COPY` or statements; no URL tables), and
-//! each query runs under its own memory pool and time limit.
+//! Invariants: sessions are read-only (no DDL, DML, `COPY` or statements; no URL tables);
+//! each query runs under its own memory pool, three quarters of the memory its
+//! [`budget`](crate::budget) allows (so sorts and aggregations spill before the budget stops
+//! the query), and with [`bounded`](crate::bounded) versions of the functions that grow
+//! their output.
 
 use std::sync::Arc;
 
@@ -47,6 +50,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: QueryConfig) -> Result<Self, QueryError> {
+        crate::budget::install();
         let storage = Storage::open(&config.storage, &config.s3)
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let live = Arc::new(LiveFiles::new(
@@ -92,8 +96,9 @@ impl Engine {
     /// A fresh read-only session over `tenant`'s tables.
     pub fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
         check_tenant(tenant)?;
+        let memory = crate::budget::current().map_or(self.config.memory_limit_bytes, |a| a.limit());
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.config.memory_limit_bytes, 1.0)
+            .with_memory_limit(memory, 0.75)
             .with_object_store_registry(self.stores.clone())
             .with_cache_manager(
                 CacheManagerConfig::default()
@@ -129,6 +134,7 @@ impl Engine {
             ctx.register_table(signal.table_name(), Arc::new(table))
                 .map_err(QueryError::from)?;
         }
+        crate::bounded::register(&ctx);
         Ok(ctx)
     }
 

@@ -26,6 +26,9 @@ pub enum QueryError {
     TooLarge(String),
     #[error("query exceeded its memory limit: {0}")]
     ResourcesExhausted(String),
+    /// The tenant runs as many queries as it may (429, `Retry-After`).
+    #[error("{0}")]
+    TooMany(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -64,6 +67,7 @@ impl QueryError {
             QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             QueryError::ResourcesExhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,7 +80,18 @@ impl QueryError {
             QueryError::Timeout(_) => "timeout",
             QueryError::TooLarge(_) => "too_large",
             QueryError::ResourcesExhausted(_) => "execution",
+            QueryError::TooMany(_) => "too_many_requests",
             QueryError::Internal(_) => "internal",
+        }
+    }
+
+    /// The per-tenant limit this error is a refusal by, for the limits' metrics.
+    pub fn limit_reason(&self) -> Option<&'static str> {
+        match self {
+            QueryError::Timeout(_) => Some("query_time"),
+            QueryError::ResourcesExhausted(_) => Some("query_memory"),
+            QueryError::TooMany(_) => Some("concurrent_queries"),
+            _ => None,
         }
     }
 }
@@ -95,6 +110,19 @@ impl IntoResponse for QueryError {
             "errorType": self.error_type(),
             "error": message,
         });
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(reason) = self.limit_reason() {
+            response.extensions_mut().insert(RefusedBy(reason));
+        }
+        if matches!(self, QueryError::TooMany(_)) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, 1.into());
+        }
+        response
     }
 }
+
+/// Marks an answer that a query limit refused (read by the limits layer, which counts it).
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedBy(pub &'static str);

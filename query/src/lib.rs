@@ -4,6 +4,8 @@
 //! storage layout; [`api`] serves SQL, PromQL and the Tempo and Jaeger APIs over [`traces`], and [`ui`] the web UI; errors map to HTTP in [`error`].
 
 pub mod api;
+pub mod bounded;
+pub mod budget;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -23,6 +25,11 @@ use tracing::info;
 
 pub use config::QueryConfig;
 
+// The query crate's tests count allocations as the binary does.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: budget::CountingAlloc = budget::CountingAlloc;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid query configuration: {0}")]
@@ -35,26 +42,32 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The query service's HTTP app with no auth and a registry of its own (tests, tools).
+/// The query service's HTTP app with no auth, the built-in limits and a registry of its own
+/// (tests, tools).
 pub fn app(config: QueryConfig) -> Result<axum::Router> {
-    let gate = Arc::new(strata_server::auth::Gate::open(&config.default_tenant));
-    app_with(config, strata_server::new_registry(), gate)
+    let security = strata_server::Security::open(&config.default_tenant);
+    app_with(config, strata_server::new_registry(), &security)
 }
 
-/// The complete HTTP app of the query service (API and UI behind the gate, plus `/metrics`
-/// and `/ready`), with its metrics on `registry`.
+/// The complete HTTP app of the query service (API and UI behind the gate, under the
+/// tenants' limits, plus `/metrics` and `/ready`), with its metrics on `registry`.
 pub fn app_with(
     config: QueryConfig,
     registry: strata_server::SharedRegistry,
-    gate: Arc<strata_server::auth::Gate>,
+    security: &strata_server::Security,
 ) -> Result<axum::Router> {
+    let gate = security.gate();
     config.validate().map_err(Error::Config)?;
     let metrics = Arc::new(metrics::QueryMetrics::register(
         &mut registry.lock_registry(),
     ));
     let engine = Arc::new(engine::Engine::new(config)?);
     engine.trace_index().register(&mut registry.lock_registry());
-    let state = api::AppState { engine, metrics };
+    let state = api::AppState {
+        engine,
+        metrics,
+        limits: security.limits(),
+    };
     let api = strata_server::auth::http::require(
         api::router(state),
         gate.clone(),
@@ -69,9 +82,12 @@ pub async fn run(config: QueryConfig, shutdown: CancellationToken) -> Result<()>
     let registry = strata_server::new_registry();
     let security = strata_server::Security::start(
         "strata_query",
-        &config.tls,
-        &config.auth,
-        &config.default_tenant,
+        strata_server::security::Settings {
+            tls: &config.tls,
+            auth: &config.auth,
+            limits: &config.limits,
+            default_tenant: &config.default_tenant,
+        },
         &registry,
         &shutdown,
     )?;
@@ -82,7 +98,7 @@ pub async fn run(config: QueryConfig, shutdown: CancellationToken) -> Result<()>
         storage = %config.storage,
         "query service listening"
     );
-    let app = app_with(config, registry, security.gate())?;
+    let app = app_with(config, registry, &security)?;
     serve_http("query HTTP", listener, app, shutdown).await?;
     info!("query service stopped");
     Ok(())

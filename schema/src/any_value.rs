@@ -58,6 +58,18 @@ static ENTRIES_FIELD: LazyLock<FieldRef> = LazyLock::new(|| {
     ))
 });
 
+/// A `KeyValue` of a string value: how labels of other protocols become OTLP attributes, and
+/// the usual attribute in tests and generated inputs.
+pub fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.to_string())),
+        }),
+        ..Default::default()
+    }
+}
+
 /// The Arrow type of every attribute map column:
 /// `Map<entries: Struct<key: Utf8, value: Struct<str, int, double, bool, bytes, any>>>`, unsorted.
 pub fn attribute_map_type() -> DataType {

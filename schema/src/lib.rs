@@ -26,6 +26,7 @@ pub mod any_value;
 pub mod columns;
 pub mod envelope;
 pub mod hex_id;
+pub mod ipc;
 pub mod logs;
 pub mod memory;
 pub mod metrics;
@@ -33,6 +34,7 @@ pub mod remote_write;
 pub mod signal;
 pub mod text;
 pub mod traces;
+pub mod value_length;
 pub mod wire;
 
 mod datatypes;

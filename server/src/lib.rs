@@ -2,11 +2,13 @@
 //! - [`listener`]: bound sockets, plain or [`tls`], as streams of ready connections;
 //! - [`serve`]: HTTP apps and gRPC servers on them, with bounded headers and graceful stops;
 //! - [`auth`]: the gate that decides each request's tenant and whether it may go on;
-//! - [`security`]: a role's TLS, gate and their metrics as one value;
+//! - [`limits`]: per-tenant limits of ingest and queries, from an overrides file;
+//! - [`security`]: a role's TLS, gate, limits and their metrics as one value;
 //! - the `/metrics` + `/ready` admin routes, the metrics registry that a role's components
 //!   register on, and the [`shutdown`] of a role's servers as one.
 
 pub mod auth;
+pub mod limits;
 pub mod listener;
 pub mod reload;
 pub mod security;

@@ -132,10 +132,6 @@ impl Listener {
         Self::new(what, tcp, None, Arc::new(SecurityMetrics::default()))
     }
 
-    pub fn what(&self) -> &'static str {
-        self.what
-    }
-
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.local_addr()
     }

@@ -1,5 +1,6 @@
-//! A role's security as one value: its listeners' TLS settings, its auth [`Gate`], and the
-//! metrics both count into; [`Security::bind`] opens the role's listeners with them.
+//! A role's security as one value: its listeners' TLS settings, its auth [`Gate`], its
+//! per-tenant [`Overrides`], and the metrics they count into; [`Security::bind`] opens the
+//! role's listeners with them.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::auth::{AuthConfig, Gate};
+use crate::limits::{LimitMetrics, LimitsConfig, Overrides};
 use crate::listener::Listener;
 use crate::tls::{ServerTls, ServerTlsConfig};
 use crate::{Error, Labels, Result, SharedRegistry};
@@ -78,26 +80,45 @@ impl SecurityMetrics {
     }
 }
 
-/// TLS, auth and their metrics for the listeners of one role.
+/// What a role's listeners are secured with: TLS, auth, limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    pub tls: &'a ServerTlsConfig,
+    pub auth: &'a AuthConfig,
+    pub limits: &'a LimitsConfig,
+    pub default_tenant: &'a str,
+}
+
+/// TLS, auth, limits and their metrics for the listeners of one role.
 #[derive(Clone)]
 pub struct Security {
     tls: Option<Arc<ServerTls>>,
     gate: Arc<Gate>,
+    limits: Arc<Overrides>,
     metrics: Arc<SecurityMetrics>,
 }
 
 impl Security {
-    /// Loads the role's certificate and auth file and watches both for changes until
-    /// `shutdown`. `prefix` names the role's metrics (`strata_agent`).
+    /// Loads the role's certificate, auth file and overrides file and watches them for
+    /// changes until `shutdown`. `prefix` names the role's metrics (`strata_agent`).
     pub fn start(
         prefix: &str,
-        tls: &ServerTlsConfig,
-        auth: &AuthConfig,
-        default_tenant: &str,
+        settings: Settings<'_>,
         registry: &SharedRegistry,
         shutdown: &CancellationToken,
     ) -> Result<Self> {
+        let Settings {
+            tls,
+            auth,
+            limits,
+            default_tenant,
+        } = settings;
         let metrics = SecurityMetrics::register(registry, prefix);
+        let limits = Arc::new(
+            Overrides::load(limits, LimitMetrics::register(registry, prefix))
+                .map_err(|e| Error::Security(format!("limits file: {e}")))?,
+        );
+        limits.clone().watch(shutdown.clone());
         tls.validate().map_err(Error::Security)?;
         let tls = ServerTls::load(tls, metrics.clone()).map_err(|e| Error::Security(e.0))?;
         let gate = Arc::new(
@@ -108,20 +129,30 @@ impl Security {
             t.clone().watch(shutdown.clone());
         }
         gate.clone().watch(shutdown.clone());
+        // Once per process: `strata standalone` starts four roles.
+        static OPEN_WARNED: std::sync::Once = std::sync::Once::new();
         if !gate.enabled() {
-            warn!(
-                role = prefix,
-                "no auth file: the listeners are open, anyone who reaches them may write and read any tenant"
-            );
+            OPEN_WARNED.call_once(|| {
+                warn!(
+                    role = prefix,
+                    "no auth file: the listeners are open, anyone who reaches them may write and read any tenant"
+                )
+            });
         }
-        Ok(Self { tls, gate, metrics })
+        Ok(Self {
+            tls,
+            gate,
+            limits,
+            metrics,
+        })
     }
 
-    /// No TLS, no auth (tests and tools).
+    /// No TLS, no auth, the built-in limits (tests and tools).
     pub fn open(default_tenant: &str) -> Self {
         Self {
             tls: None,
             gate: Arc::new(Gate::open(default_tenant)),
+            limits: Arc::new(Overrides::defaults()),
             metrics: Arc::new(SecurityMetrics::default()),
         }
     }
@@ -130,8 +161,8 @@ impl Security {
         self.gate.clone()
     }
 
-    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
-        self.tls.as_ref()
+    pub fn limits(&self) -> Arc<Overrides> {
+        self.limits.clone()
     }
 
     /// Binds `addr` as a listener of this role (TLS when the role has it).

@@ -9,7 +9,6 @@
 //! encoded (the agent's buffer keeps the very bytes it ships); readers accept any compression.
 
 use arrow::ipc::CompressionType;
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::record_batch::RecordBatch;
 use strata_schema::envelope::Envelope;
@@ -98,9 +97,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Envelope, Vec<RecordBatch>), EntryError> 
     if data.is_empty() {
         return Ok((envelope, Vec::new()));
     }
-    let reader = StreamReader::try_new(std::io::Cursor::new(data), None)?;
-    let batches = reader.collect::<Result<Vec<_>, _>>()?;
-    Ok((envelope, batches))
+    Ok((envelope, strata_schema::ipc::read_stream(data)?))
 }
 
 #[cfg(test)]

@@ -70,25 +70,36 @@ struct HttpError {
     grpc_code: i32,
     message: String,
     encoding: Encoding,
+    /// `Retry-After` seconds.
+    retry_after: Option<u64>,
 }
 
 impl HttpError {
+    /// An error whose 429 or 503 asks for a retry after [`RETRY_AFTER_SECS`].
     fn new(status: StatusCode, grpc_code: i32, message: impl Into<String>, enc: Encoding) -> Self {
         Self {
             status,
             grpc_code,
             message: message.into(),
             encoding: enc,
+            retry_after: matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            )
+            .then_some(RETRY_AFTER_SECS),
         }
     }
 
     fn from_ingest(e: IngestError, enc: Encoding) -> Self {
-        Self::new(
-            e.http_status(),
-            e.grpc_code() as i32,
-            e.public_message(),
-            enc,
-        )
+        Self {
+            retry_after: e.retry_after(),
+            ..Self::new(
+                e.http_status(),
+                e.grpc_code() as i32,
+                e.public_message(),
+                enc,
+            )
+        }
     }
 }
 
@@ -108,14 +119,9 @@ impl IntoResponse for HttpError {
             body,
         )
             .into_response();
-        if matches!(
-            self.status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         resp
     }

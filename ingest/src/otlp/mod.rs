@@ -23,6 +23,7 @@ use tracing::warn;
 
 use strata_server::Labels;
 use strata_server::auth::Gate;
+use strata_server::limits::Overrides;
 
 use crate::sink::{Ingest, IngestError};
 pub use signal::{Converted, Logs, Metrics, OtlpSignal, Payload, Traces};
@@ -80,6 +81,7 @@ pub struct OtlpReceiver {
     metrics: Arc<OtlpMetrics>,
     max_request_bytes: usize,
     gate: Arc<Gate>,
+    limits: Arc<Overrides>,
 }
 
 impl OtlpReceiver {
@@ -94,7 +96,13 @@ impl OtlpReceiver {
             metrics,
             max_request_bytes,
             gate,
+            limits: Arc::new(Overrides::defaults()),
         }
+    }
+
+    /// The same, under the per-tenant `limits` (the built-in defaults otherwise).
+    pub fn with_limits(self, limits: Arc<Overrides>) -> Self {
+        Self { limits, ..self }
     }
 
     /// The gate every request of this receiver passes.
@@ -147,16 +155,22 @@ impl OtlpReceiver {
                 return Err(e);
             }
         };
-        let (result, items, rejected) = match S::convert_payload(payload) {
-            Ok(converted) => {
-                let items = converted.items();
-                let result = match converted.batch {
-                    Some(batch) => self.ingest.ingest(tenant, S::SIGNAL, batch).await,
-                    None => Ok(()),
-                };
-                (result, items, converted.rejected)
-            }
-            Err(e) => (Err(e), 0, Rejected::default()),
+        let bytes = payload.bytes();
+        let mut converted = match S::convert_payload(payload) {
+            Ok(c) => c,
+            Err(e) => return Err(self.fail(signal, &outcome, e, 0)),
+        };
+        let invalid = std::mem::take(&mut converted.rejected);
+        let before = converted.items() + invalid.count as usize;
+        let (converted, left_out) =
+            match crate::limits::apply(&self.limits, tenant, S::SIGNAL, bytes, converted) {
+                Ok(r) => r,
+                Err(e) => return Err(self.fail(signal, &outcome, e, before)),
+            };
+        let items = converted.items();
+        let result = match converted.batch {
+            Some(batch) => self.ingest.ingest(tenant, S::SIGNAL, batch).await,
+            None => Ok(()),
         };
         match result {
             Ok(()) => {
@@ -167,25 +181,43 @@ impl OtlpReceiver {
                         ("protocol", protocol.to_string()),
                     ])
                     .inc_by(items as u64);
-                let o = if rejected.count > 0 { "partial" } else { "ok" };
+                let partial = invalid.count + left_out.count > 0;
+                let o = if partial { "partial" } else { "ok" };
                 self.metrics.requests.get_or_create(&outcome(o)).inc();
-                if rejected.count > 0 {
-                    self.refuse(signal, "invalid", rejected.count as u64);
+                if invalid.count > 0 {
+                    self.refuse(signal, "invalid", invalid.count as u64);
                 }
+                if left_out.count > 0 {
+                    self.refuse(signal, "limited", left_out.count as u64);
+                }
+                let mut rejected = invalid;
+                rejected.add(left_out.count as u64, left_out.message);
                 Ok(rejected)
             }
             Err(e) => {
-                if let IngestError::Internal(detail) = &e {
-                    warn!(signal, error = %detail, "ingest failed");
-                }
-                self.metrics
-                    .requests
-                    .get_or_create(&outcome(e.reason()))
-                    .inc();
-                self.refuse(signal, e.reason(), (items + rejected.count as usize) as u64);
-                Err(e)
+                let n = items + (invalid.count + left_out.count) as usize;
+                Err(self.fail(signal, &outcome, e, n))
             }
         }
+    }
+
+    /// Counts a request refused with `e` and its `items` items.
+    fn fail(
+        &self,
+        signal: &str,
+        outcome: &dyn Fn(&str) -> Labels,
+        e: IngestError,
+        items: usize,
+    ) -> IngestError {
+        if let IngestError::Internal(detail) = &e {
+            warn!(signal, error = %detail, "ingest failed");
+        }
+        self.metrics
+            .requests
+            .get_or_create(&outcome(e.reason()))
+            .inc();
+        self.refuse(signal, e.reason(), items as u64);
+        e
     }
 
     /// Counts `n` items of `signal` refused for `reason`.
@@ -200,7 +232,7 @@ impl OtlpReceiver {
     }
 }
 
-/// What [`OtlpSignal::retain_valid`] removed from a request.
+/// What [`OtlpSignal::retain_valid`] or a tenant's limits removed from a request.
 #[derive(Debug, Default)]
 pub struct Rejected {
     pub count: i64,
@@ -208,6 +240,18 @@ pub struct Rejected {
 }
 
 impl Rejected {
+    /// Adds `n` items left out for the reason `message`.
+    pub fn add(&mut self, n: u64, message: String) {
+        if n == 0 {
+            return;
+        }
+        self.count += n as i64;
+        if !self.message.is_empty() {
+            self.message.push_str("; ");
+        }
+        self.message.push_str(&message);
+    }
+
     /// The export response in protobuf.
     pub fn into_response<S: OtlpSignal>(self) -> S::Response {
         S::response(self.count, self.message)

@@ -30,12 +30,25 @@ pub enum Payload {
     Converted(Converted),
 }
 
+impl Payload {
+    /// The request's decoded size.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Payload::Protobuf(b) | Payload::Json(b) => b.len(),
+            Payload::Converted(c) => c.bytes,
+        }
+    }
+}
+
 /// A request turned into one batch of its valid items.
 pub struct Converted {
     /// The valid items; `None` when there are none.
     pub batch: Option<RecordBatch>,
     /// What was left out.
     pub rejected: Rejected,
+    /// The request's decoded size, for rate limits in bytes (set by receivers of other
+    /// protocols; OTLP's is its payload's).
+    pub bytes: usize,
 }
 
 impl Converted {
@@ -43,6 +56,7 @@ impl Converted {
         Self {
             batch: (batch.num_rows() > 0).then_some(batch),
             rejected,
+            bytes: 0,
         }
     }
 
@@ -52,7 +66,13 @@ impl Converted {
         Self {
             batch,
             rejected: Rejected::default(),
+            bytes: 0,
         }
+    }
+
+    /// The same, of a request of `bytes` decoded bytes.
+    pub fn with_bytes(self, bytes: usize) -> Self {
+        Self { bytes, ..self }
     }
 
     /// Items in the batch.
@@ -101,6 +121,7 @@ pub trait OtlpSignal: Send + 'static {
             return Ok(Converted {
                 batch: None,
                 rejected,
+                bytes: 0,
             });
         }
         let batch = Self::to_batch(request).map_err(|e| IngestError::Invalid(e.to_string()))?;

@@ -9,10 +9,13 @@
 //!   datasource and trace-to-logs links
 //! - `/metrics` and `/ready` from the shared admin routes.
 //!
+//! Every route but the UI's files runs under the tenant's query limits ([`limits`]).
+//!
 //! The auth gate in front of these routes ([`crate::app`]) decides each request's tenant and
 //! hands it over in `X-Scope-OrgID`; [`AppState::tenant`] reads it from there.
 
 pub mod jaeger;
+mod limits;
 pub mod loki;
 pub mod prom;
 pub mod sql;
@@ -38,6 +41,7 @@ pub use strata_server::auth::TENANT_HEADER;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<QueryMetrics>,
+    pub limits: Arc<strata_server::limits::Overrides>,
 }
 
 impl AppState {
@@ -55,7 +59,6 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let limit = state.engine.config().max_request_bytes;
     Router::new()
-        .merge(crate::ui::router())
         .route("/api/v1/sql", post(sql::handle))
         .route("/api/v1/query", get(prom::query).post(prom::query))
         .route(
@@ -93,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/loki/api/v1/query", get(loki::query))
         .route("/loki/api/v1/labels", get(loki::labels))
         .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::bound))
+        .merge(crate::ui::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

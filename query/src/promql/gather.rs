@@ -374,26 +374,17 @@ fn sorted_by_time(times: Vec<i64>, values: Vec<f64>) -> (Vec<i64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use arrow::array::{ArrayRef, StringViewArray};
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
     use opentelemetry_proto::tonic::metrics::v1::{
         Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
         ScopeMetrics, Sum, metric::Data, number_data_point,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use promql_parser::parser::Expr;
+    use strata_schema::any_value::string_kv;
     use strata_schema::metrics::to_batch;
 
     use super::*;
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
 
     fn point(t_s: u64, v: Option<f64>, attrs: &[KeyValue]) -> NumberDataPoint {
         NumberDataPoint {
@@ -407,12 +398,12 @@ mod tests {
     /// Two instances of one service (same `series_id`, different resources), a counter and a
     /// gauge of the same name's family, a histogram and a value-less point.
     fn resource(instance: &str, base: f64) -> ResourceMetrics {
-        let attrs = [kv("method", "get")];
+        let attrs = [string_kv("method", "get")];
         ResourceMetrics {
             resource: Some(Resource {
                 attributes: vec![
-                    kv("service.name", "api"),
-                    kv("service.instance.id", instance),
+                    string_kv("service.name", "api"),
+                    string_kv("service.instance.id", instance),
                 ],
                 ..Default::default()
             }),

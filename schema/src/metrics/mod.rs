@@ -187,41 +187,54 @@ pub(crate) fn series_id_of_sorted<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(Value::StringValue(v.into())),
-            }),
-            key_strindex: 0,
-        }
-    }
+    use crate::any_value::string_kv;
 
     #[test]
     fn series_id_ignores_attribute_order_but_not_content() {
-        let a = series_id("m", &[kv("a", "1"), kv("b", "2")], Some("svc"));
+        let a = series_id(
+            "m",
+            &[string_kv("a", "1"), string_kv("b", "2")],
+            Some("svc"),
+        );
         assert_eq!(
             a,
-            series_id("m", &[kv("b", "2"), kv("a", "1")], Some("svc"))
+            series_id(
+                "m",
+                &[string_kv("b", "2"), string_kv("a", "1")],
+                Some("svc")
+            )
         );
         assert_ne!(
             a,
-            series_id("m", &[kv("a", "1"), kv("b", "3")], Some("svc"))
+            series_id(
+                "m",
+                &[string_kv("a", "1"), string_kv("b", "3")],
+                Some("svc")
+            )
         );
         assert_ne!(
             a,
-            series_id("m2", &[kv("a", "1"), kv("b", "2")], Some("svc"))
+            series_id(
+                "m2",
+                &[string_kv("a", "1"), string_kv("b", "2")],
+                Some("svc")
+            )
         );
-        assert_ne!(a, series_id("m", &[kv("a", "1"), kv("b", "2")], None));
         assert_ne!(
             a,
-            series_id("m", &[kv("a", "1"), kv("b", "2")], Some("other"))
+            series_id("m", &[string_kv("a", "1"), string_kv("b", "2")], None)
         );
         assert_ne!(
-            series_id("m", &[kv("ab", "")], None),
-            series_id("m", &[kv("a", "b")], None)
+            a,
+            series_id(
+                "m",
+                &[string_kv("a", "1"), string_kv("b", "2")],
+                Some("other")
+            )
+        );
+        assert_ne!(
+            series_id("m", &[string_kv("ab", "")], None),
+            series_id("m", &[string_kv("a", "b")], None)
         );
     }
 }

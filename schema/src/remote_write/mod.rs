@@ -18,10 +18,10 @@
 //! sample before 1970 is rejected (counted, not stored); native histogram samples are
 //! rejected too. Decompression is bounded by a limit checked before any allocation.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar as OtlpExemplar, exemplar};
 use prost::Message;
 
+use crate::any_value::string_kv;
 use crate::text::floor_char;
 
 mod batch;
@@ -189,16 +189,6 @@ pub fn encode(request: &WriteRequest) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
-
 fn invalid_series(labels: &[Label]) -> Option<String> {
     let mut names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
     if names.iter().any(|n| n.is_empty()) {
@@ -225,7 +215,7 @@ fn exemplar_of(e: &Exemplar) -> OtlpExemplar {
         match (l.name.as_str(), bytes) {
             ("trace_id", Some(b)) if b.len() == 16 => out.trace_id = b,
             ("span_id", Some(b)) if b.len() == 8 => out.span_id = b,
-            _ => out.filtered_attributes.push(kv(&l.name, &l.value)),
+            _ => out.filtered_attributes.push(string_kv(&l.name, &l.value)),
         }
     }
     out

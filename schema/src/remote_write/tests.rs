@@ -3,6 +3,7 @@
 
 use arrow::array::Array;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
     metric::Data, number_data_point,
@@ -61,7 +62,7 @@ fn to_otlp(request: &WriteRequest, known: &MetadataCache) -> OtlpConverted {
             .labels
             .iter()
             .filter(|l| l.name != "__name__")
-            .map(|l| kv(&l.name, &l.value))
+            .map(|l| string_kv(&l.name, &l.value))
             .collect();
         let mut points: Vec<NumberDataPoint> = Vec::with_capacity(ts.samples.len());
         for s in &ts.samples {

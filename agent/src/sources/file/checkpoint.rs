@@ -61,10 +61,15 @@ impl Checkpoints {
         match std::fs::read(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Loaded::First,
             Err(e) => Loaded::Unreadable(e.to_string()),
-            Ok(bytes) => match serde_json::from_slice::<Persisted>(&bytes) {
-                Ok(Persisted::V1 { files }) => Loaded::Found(files),
-                Err(e) => Loaded::Unreadable(e.to_string()),
-            },
+            Ok(bytes) => Self::decode(&bytes),
+        }
+    }
+
+    /// Reads the checkpoints of a file's bytes.
+    pub fn decode(bytes: &[u8]) -> Loaded {
+        match serde_json::from_slice::<Persisted>(bytes) {
+            Ok(Persisted::V1 { files }) => Loaded::Found(files),
+            Err(e) => Loaded::Unreadable(e.to_string()),
         }
     }
 
