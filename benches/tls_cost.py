@@ -12,8 +12,17 @@ and decryption on the Flight hop, the auth check per request.
 
 Certificates come from the openssl command line (a CA and a server certificate it signs).
 
+With `--system-alloc BIN`, a third mode runs BIN in plain text: a `strata` built without the
+allocator that counts each query's memory (`--no-default-features`), so that the table also
+says what that counting costs on ingest.
+
     cargo build --release -p strata -p strata-bench
     python3 benches/tls_cost.py --spans 400000 --points 1000000 --rounds 3
+
+    cargo build --release -p strata -p strata-bench --no-default-features
+    cp target/release/strata /tmp/strata-sysalloc
+    cargo build --release -p strata -p strata-bench
+    python3 benches/tls_cost.py --system-alloc /tmp/strata-sysalloc
 """
 
 import argparse
@@ -56,12 +65,12 @@ def make_pki(d):
 
 
 class Standalone:
-    def __init__(self, work, tls, pki):
+    def __init__(self, work, tls, pki, binary):
         self.tls = tls
         self.grpc, self.http, self.qport = free_port(), free_port(), free_port()
         scheme = "https" if tls else "http"
         self.query = f"{scheme}://127.0.0.1:{self.qport}"
-        argv = [os.path.join(BIN, "strata"), "standalone", "--data-dir", work,
+        argv = [binary, "standalone", "--data-dir", work,
                 "--otlp-grpc", f"127.0.0.1:{self.grpc}", "--otlp-http", f"127.0.0.1:{self.http}",
                 "--http", f"127.0.0.1:{self.qport}", "--flight", f"127.0.0.1:{free_port()}",
                 "--collector-http", f"127.0.0.1:{free_port()}"]
@@ -126,6 +135,8 @@ def main():
     ap.add_argument("--spans", type=int, default=400_000)
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--system-alloc", metavar="BIN",
+                    help="also run this strata binary (built --no-default-features) in plain text")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench", "tls_cost.json"))
     args = ap.parse_args()
     for tool in ("openssl",):
@@ -135,15 +146,19 @@ def main():
     pki = make_pki(work)
     rows = []
     try:
+        strata = os.path.join(BIN, "strata")
+        modes = [("plain", False, strata), ("tls+auth", True, strata)]
+        if args.system_alloc:
+            modes.append(("plain, system allocator", False, args.system_alloc))
         for r in range(args.rounds):
-            for tls in (False, True):
-                s = Standalone(os.path.join(work, f"r{r}-{'tls' if tls else 'plain'}"), tls, pki)
+            for mode, tls, binary in modes:
+                s = Standalone(os.path.join(work, f"r{r}-{len(rows)}"), tls, pki, binary)
                 try:
                     spans, spans_cpu = s.load("traces", args.spans, pki)
                     points, points_cpu = s.load("metrics", args.points, pki)
                 finally:
                     s.stop()
-                row = {"round": r, "mode": "tls+auth" if tls else "plain",
+                row = {"round": r, "mode": mode,
                        "spans": spans, "us_per_span": spans_cpu / spans * 1e6,
                        "points": points, "us_per_point": points_cpu / points * 1e6}
                 rows.append(row)
@@ -155,17 +170,23 @@ def main():
         v = sorted(x[key] for x in rows if x["mode"] == mode)
         return v[len(v) // 2]
 
-    summary = {k: {"plain": median("plain", k), "tls+auth": median("tls+auth", k),
-                   "ratio": median("tls+auth", k) / median("plain", k)}
-               for k in ("us_per_span", "us_per_point")}
+    names = [m for m, _, _ in modes]
+    summary = {k: {m: median(m, k) for m in names} for k in ("us_per_span", "us_per_point")}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"rows": rows, "median": summary}, f, indent=2)
-    print("| figure (median of rounds) | plain | TLS + auth | ratio |")
-    print("|---|---|---|---|")
+    head = ["plain", "TLS + auth", "TLS + auth / plain"]
+    if args.system_alloc:
+        head += ["plain, system allocator", "plain / system allocator"]
+    print("| figure (median of rounds) | " + " | ".join(head) + " |")
+    print("|---" * (len(head) + 1) + "|")
     for k, label in (("us_per_span", "CPU µs per span"), ("us_per_point", "CPU µs per metric point")):
         m = summary[k]
-        print(f"| {label} | {m['plain']:.2f} | {m['tls+auth']:.2f} | {m['ratio']:.2f}x |")
+        cells = [f"{m['plain']:.2f}", f"{m['tls+auth']:.2f}", f"{m['tls+auth'] / m['plain']:.2f}x"]
+        if args.system_alloc:
+            sa = m["plain, system allocator"]
+            cells += [f"{sa:.2f}", f"{m['plain'] / sa:.2f}x"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ use cli::{Cli, Command};
 
 /// Counts what each query allocates against its memory limit (`strata_query::budget`); other
 /// allocations go to the system allocator as they would without it.
+#[cfg(feature = "count-query-memory")]
 #[global_allocator]
 static ALLOC: strata_query::budget::CountingAlloc = strata_query::budget::CountingAlloc;
 

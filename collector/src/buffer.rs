@@ -126,10 +126,11 @@ impl Buffer {
         batches: &[RecordBatch],
         check_room: bool,
     ) -> Result<Prepared, BufferError> {
-        let expected = signal.schema();
         let mut parts = Vec::new();
         for batch in batches {
-            check_schema(signal, &expected, batch)?;
+            signal
+                .check_batch(batch)
+                .map_err(|reason| BufferError::Schema { signal, reason })?;
             for (hour, batch) in split_by_hour(signal, batch)? {
                 let bytes = retained_bytes(&batch);
                 parts.push(PreparedPart { hour, batch, bytes });
@@ -232,39 +233,6 @@ impl Buffer {
             .unwrap_or_else(|p| p.into_inner())
             .is_empty()
     }
-}
-
-fn check_schema(
-    signal: Signal,
-    expected: &arrow::datatypes::SchemaRef,
-    batch: &RecordBatch,
-) -> Result<(), BufferError> {
-    let got = batch.schema();
-    if got.fields().len() != expected.fields().len() {
-        return Err(BufferError::Schema {
-            signal,
-            reason: format!(
-                "{} columns, expected {}",
-                got.fields().len(),
-                expected.fields().len()
-            ),
-        });
-    }
-    for (g, e) in got.fields().iter().zip(expected.fields()) {
-        if g.name() != e.name() || !g.data_type().equals_datatype(e.data_type()) {
-            return Err(BufferError::Schema {
-                signal,
-                reason: format!(
-                    "column {} is {}, expected {} {}",
-                    g.name(),
-                    g.data_type(),
-                    e.name(),
-                    e.data_type()
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Splits a batch into one batch per UTC hour of its time column.

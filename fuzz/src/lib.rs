@@ -3,8 +3,8 @@
 //! must return for every input without panicking, hanging or allocating without bound.
 //!
 //! - [`TARGETS`] names them; [`seeds`] makes each one's seed inputs with the project's own
-//!   encoders (written to `fuzz/corpus/<target>/` by `strata-fuzz-seeds`, beside hand-written
-//!   ones).
+//!   encoders, beside the files kept in `fuzz/corpus/<target>/` (hand-written inputs and every
+//!   input that once crashed a harness). `strata-fuzz-seeds DIR` writes both out for AFL++.
 //! - The test suite runs every target over its corpus and a bounded number of deterministic
 //!   mutations of it ([`mutate`]); `scripts/fuzz` runs them coverage-guided under AFL++
 //!   (`cargo afl`, stable Rust) for a given time.

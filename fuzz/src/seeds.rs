@@ -232,6 +232,18 @@ pub fn generated(target: &str) -> Vec<Vec<u8>> {
     }
 }
 
+/// Writes every seed of every target into `root/<target>/seed-<n>`.
+pub fn write_all(root: &std::path::Path) -> std::io::Result<()> {
+    for t in crate::TARGETS {
+        let dir = root.join(t.name);
+        std::fs::create_dir_all(&dir)?;
+        for (i, seed) in all(t.name).iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i}")), seed)?;
+        }
+    }
+    Ok(())
+}
+
 /// Every seed of `target`: the generated ones and the corpus files.
 pub fn all(target: &str) -> Vec<Vec<u8>> {
     let mut out = generated(target);

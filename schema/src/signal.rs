@@ -63,6 +63,34 @@ impl Signal {
         }
     }
 
+    /// Checks that `batch` has this signal's columns, by name and type, in order: what every
+    /// batch read from outside bytes (an agent's Flight message, a WAL or disk-buffer record)
+    /// must pass before code that indexes its columns by position sees it. The error says
+    /// which column differs.
+    pub fn check_batch(self, batch: &arrow::record_batch::RecordBatch) -> Result<(), String> {
+        let expected = self.schema();
+        let got = batch.schema();
+        if got.fields().len() != expected.fields().len() {
+            return Err(format!(
+                "{} columns, expected {}",
+                got.fields().len(),
+                expected.fields().len()
+            ));
+        }
+        for (g, e) in got.fields().iter().zip(expected.fields()) {
+            if g.name() != e.name() || !g.data_type().equals_datatype(e.data_type()) {
+                return Err(format!(
+                    "column {} is {}, expected {} {}",
+                    g.name(),
+                    g.data_type(),
+                    e.name(),
+                    e.data_type()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Columns a persisted file is sorted by, most significant first.
     pub fn sort_columns(self) -> &'static [&'static str] {
         match self {

@@ -33,6 +33,8 @@ pub enum RecordError {
     Entry(#[from] entry::EntryError),
     #[error("buffer record: {0}")]
     Signal(String),
+    #[error("buffer record's batch does not have its signal's columns: {0}")]
+    Schema(String),
 }
 
 /// The header of a data record (what replay needs).
@@ -172,8 +174,10 @@ pub fn decode_data(rest: &[u8]) -> Result<(Signal, String, RecordBatch), RecordE
     let signal = env
         .signal()
         .map_err(|e| RecordError::Signal(e.to_string()))?;
-    let schema = signal.schema();
-    let batch = arrow::compute::concat_batches(&schema, &batches)
+    for b in &batches {
+        signal.check_batch(b).map_err(RecordError::Schema)?;
+    }
+    let batch = arrow::compute::concat_batches(&signal.schema(), &batches)
         .map_err(|e| RecordError::Entry(e.into()))?;
     Ok((signal, env.tenant, batch))
 }

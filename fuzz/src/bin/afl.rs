@@ -1,15 +1,44 @@
 //! The AFL++ runner: `STRATA_FUZZ_TARGET=<name>` picks the harness, AFL++ feeds it.
-//! Built and run by `scripts/fuzz` (`cargo afl build --release -p strata-fuzz --features afl`).
+//! Built and run by `scripts/fuzz` (`cargo afl build --release -p strata-fuzz --features afl`),
+//! which also asks it for the targets' names (`--list`) and their seeds (`--seeds DIR`), so
+//! that one instrumented build serves the whole run.
 
-fn main() {
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("--list") => {
+            for t in strata_fuzz::TARGETS {
+                println!("{}", t.name);
+            }
+            return ExitCode::SUCCESS;
+        }
+        Some("--seeds") => {
+            let Some(dir) = std::env::args().nth(2) else {
+                eprintln!("usage: strata-fuzz-afl --seeds DIR");
+                return ExitCode::from(2);
+            };
+            return match strata_fuzz::seeds::write_all(std::path::Path::new(&dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("writing seeds into {dir}: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let name = std::env::var("STRATA_FUZZ_TARGET").unwrap_or_default();
     let Some(target) = strata_fuzz::target(&name) else {
         let names: Vec<&str> = strata_fuzz::TARGETS.iter().map(|t| t.name).collect();
         eprintln!("STRATA_FUZZ_TARGET must be one of: {}", names.join(", "));
-        std::process::exit(2);
+        return ExitCode::from(2);
     };
     let run = target.run;
-    afl::fuzz!(|data: &[u8]| {
+    // `fuzz_nohook!`: a panic the decoder catches itself (the guarded IPC reader turns
+    // arrow's panics into errors) is no crash; one that escapes the harness still aborts.
+    afl::fuzz_nohook!(|data: &[u8]| {
         run(data);
     });
+    ExitCode::SUCCESS
 }

@@ -31,8 +31,13 @@ pub use value::{Labels, RawSeries, Series, Steps, Value};
 use crate::error::QueryError;
 
 /// Parses a PromQL expression; a syntax error is `bad_data`.
+///
+/// promql-parser 0.11 panics on some inputs instead of answering an error (a range of
+/// `[555555555555555555555555]` seconds overflows `Duration::from_secs_f64`; found by
+/// AFL++), so a panic inside it is answered as a parse error too.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
-    promql_parser::parser::parse(query)
+    std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .unwrap_or_else(|_| Err("the expression is out of range".into()))
         .map_err(|e| QueryError::BadRequest(format!("parse error: {e}")))
 }
 
