@@ -7,9 +7,10 @@
 //! `ArrowError`, so bad bytes are a decode error for the caller to answer and count.
 //!
 //! arrow-rs's stream reader also allocates each message's body at the length the message's
-//! header claims, before reading it: a flipped bit in a WAL record asked for 468 GB and the
-//! process aborted (found by AFL++). [`read_stream`] first walks the stream's framing and
-//! refuses a message that claims more bytes than the input holds.
+//! header claims, before reading it: a record whose header claimed 468 GB aborted the
+//! process (found by AFL++; on disk a WAL frame's checksum stops a random flip, not a record
+//! written that way). [`read_stream`] first walks the stream's framing and refuses a message
+//! that claims more bytes than the input holds.
 //!
 //! Invariant: nothing read here is shared with other work while it is decoded, so catching the
 //! panic leaves no broken state behind; no allocation made here is larger than the input.
