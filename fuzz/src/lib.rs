@@ -110,6 +110,29 @@ pub fn target(name: &str) -> Option<&'static Target> {
     TARGETS.iter().find(|t| t.name == name)
 }
 
+/// The commands the fuzz binaries share: `--list` prints the targets' names, `--seeds DIR`
+/// writes every seed into `DIR/<target>/`. `None` when `args` (without the program name)
+/// are neither.
+pub fn tool(args: &[String]) -> Option<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match args {
+        [flag] if flag == "--list" => {
+            for t in TARGETS {
+                println!("{}", t.name);
+            }
+            Some(ExitCode::SUCCESS)
+        }
+        [flag, dir] if flag == "--seeds" => Some(match seeds::write_all(Path::new(dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("writing seeds into {dir}: {e}");
+                ExitCode::FAILURE
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// The corpus directory of `target` in the repository.
 pub fn corpus_dir(target: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

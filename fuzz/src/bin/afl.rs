@@ -6,27 +6,9 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--list") => {
-            for t in strata_fuzz::TARGETS {
-                println!("{}", t.name);
-            }
-            return ExitCode::SUCCESS;
-        }
-        Some("--seeds") => {
-            let Some(dir) = std::env::args().nth(2) else {
-                eprintln!("usage: strata-fuzz-afl --seeds DIR");
-                return ExitCode::from(2);
-            };
-            return match strata_fuzz::seeds::write_all(std::path::Path::new(&dir)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("writing seeds into {dir}: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        _ => {}
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(done) = strata_fuzz::tool(&args) {
+        return done;
     }
     let name = std::env::var("STRATA_FUZZ_TARGET").unwrap_or_default();
     let Some(target) = strata_fuzz::target(&name) else {

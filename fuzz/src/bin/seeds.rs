@@ -1,30 +1,14 @@
 //! Writes every seed of every harness, the generated ones (made with the project's encoders,
 //! so they follow the formats as they change) and the files kept in `fuzz/corpus/<target>/`,
-//! into `<DIR>/<target>/seed-<n>`.
+//! into `<DIR>/<target>/seed-<n>`, for fuzzers other than the AFL++ runner.
 //!
-//!     cargo run -p strata-fuzz --bin strata-fuzz-seeds -- DIR      # write the seeds
-//!     cargo run -p strata-fuzz --bin strata-fuzz-seeds -- --list   # print the targets' names
+//!     cargo run -p strata-fuzz --bin strata-fuzz-seeds -- --seeds DIR   # write the seeds
+//!     cargo run -p strata-fuzz --bin strata-fuzz-seeds -- --list        # the targets' names
 
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--list") => {
-            for t in strata_fuzz::TARGETS {
-                println!("{}", t.name);
-            }
-            ExitCode::SUCCESS
-        }
-        Some(dir) => match strata_fuzz::seeds::write_all(std::path::Path::new(dir)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("writing seeds into {dir}: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        None => {
-            eprintln!("usage: strata-fuzz-seeds DIR | --list");
-            ExitCode::from(2)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    strata_fuzz::tool(&args).unwrap_or_else(|| {
+        eprintln!("usage: strata-fuzz-seeds --seeds DIR | --list");
+        std::process::ExitCode::from(2)
+    })
 }
