@@ -273,6 +273,12 @@ pub struct QueryArgs {
     /// HTTP listen address.
     #[arg(long)]
     pub http: Option<String>,
+    /// PostgreSQL wire protocol listen address (default :5432, skipped if taken; "" = off).
+    #[arg(long)]
+    pub pg: Option<String>,
+    /// Arrow Flight SQL listen address (default :3201, skipped if taken; "" = off).
+    #[arg(long)]
+    pub flight_sql: Option<String>,
     #[command(flatten)]
     pub security: SecurityArgs,
 }
@@ -284,6 +290,12 @@ impl QueryArgs {
         set(&mut c.data_dir, self.data_dir);
         set(&mut c.storage, self.storage);
         set(&mut c.http, self.http);
+        if self.pg.is_some() {
+            c.pg = self.pg;
+        }
+        if self.flight_sql.is_some() {
+            c.flight_sql = self.flight_sql;
+        }
         c
     }
 }
@@ -305,6 +317,12 @@ pub struct StandaloneArgs {
     /// Query HTTP listen address.
     #[arg(long)]
     pub http: Option<String>,
+    /// PostgreSQL wire protocol listen address (default :5432, skipped if taken; "" = off).
+    #[arg(long)]
+    pub pg: Option<String>,
+    /// Arrow Flight SQL listen address (default :3201, skipped if taken; "" = off).
+    #[arg(long)]
+    pub flight_sql: Option<String>,
     /// Internal Flight address between agent and collector.
     #[arg(long)]
     pub flight: Option<String>,
@@ -350,6 +368,12 @@ impl StandaloneArgs {
         set(&mut agent.otlp_grpc, self.otlp_grpc);
         set(&mut agent.otlp_http, self.otlp_http);
         set(&mut query.http, self.http);
+        if self.pg.is_some() {
+            query.pg = self.pg;
+        }
+        if self.flight_sql.is_some() {
+            query.flight_sql = self.flight_sql;
+        }
         set(&mut collector.flight, self.flight);
         set(&mut collector.http, self.collector_http);
         agent.collectors = vec![loopback(&collector.flight)];

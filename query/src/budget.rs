@@ -181,6 +181,13 @@ impl<F: Future> Future for Accounted<F> {
     }
 }
 
+/// Runs `f` with this thread's allocations counted for `account` (one poll of a stream that
+/// works for a query).
+pub fn counted<T>(account: &Arc<Account>, f: impl FnOnce() -> T) -> T {
+    let _enter = Enter::new(account);
+    f()
+}
+
 /// Hands the spawning task's account to the tasks DataFusion spawns.
 struct Inherit;
 

@@ -4,6 +4,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Where the PostgreSQL listener is when no address is given.
+pub const DEFAULT_PG: &str = "0.0.0.0:5432";
+
+/// Where the Flight SQL listener is when no address is given.
+pub const DEFAULT_FLIGHT_SQL: &str = "0.0.0.0:3201";
+
 /// Configuration of the query role (`[query]` in the config file, `STRATA_QUERY__*` in the
 /// environment).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -11,6 +17,12 @@ use serde::{Deserialize, Serialize};
 pub struct QueryConfig {
     /// HTTP listen address of the query API.
     pub http: String,
+    /// PostgreSQL wire protocol listen address; unset: [`DEFAULT_PG`], skipped with a warning
+    /// when that port is taken; `""`: off. Given, it must bind.
+    pub pg: Option<String>,
+    /// Arrow Flight SQL listen address; unset: [`DEFAULT_FLIGHT_SQL`], skipped with a warning
+    /// when that port is taken; `""`: off. Given, it must bind.
+    pub flight_sql: Option<String>,
     /// Where the collectors write Parquet: a path, `file://` or `s3://` URL.
     pub storage: String,
     /// Endpoint, region, credentials and addressing style of an `s3://` storage.
@@ -58,6 +70,8 @@ impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             http: "0.0.0.0:3200".into(),
+            pg: None,
+            flight_sql: None,
             storage: "data/storage".into(),
             s3: Default::default(),
             live_files_max_staleness_ms: 1000,

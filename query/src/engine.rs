@@ -28,7 +28,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use strata_schema::Signal;
 use strata_storage::Storage;
@@ -93,11 +93,11 @@ impl Engine {
         Ok(self.storage.path(&layout::signal_dir(tenant, signal)))
     }
 
-    /// A fresh read-only session over `tenant`'s tables.
-    pub fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
-        check_tenant(tenant)?;
+    /// A query's runtime: its own memory pool (the budget of the query the thread works for,
+    /// else the service's limit), the shared object stores and footer cache.
+    pub fn runtime(&self) -> Result<Arc<RuntimeEnv>, QueryError> {
         let memory = crate::budget::current().map_or(self.config.memory_limit_bytes, |a| a.limit());
-        let runtime = RuntimeEnvBuilder::new()
+        RuntimeEnvBuilder::new()
             .with_memory_limit(memory, 0.75)
             .with_object_store_registry(self.stores.clone())
             .with_cache_manager(
@@ -106,7 +106,13 @@ impl Engine {
                     .with_metadata_cache_limit(self.config.metadata_cache_bytes),
             )
             .build_arc()
-            .map_err(QueryError::from)?;
+            .map_err(QueryError::from)
+    }
+
+    /// A fresh read-only session over `tenant`'s tables.
+    pub fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
+        check_tenant(tenant)?;
+        let runtime = self.runtime()?;
         let mut session_config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("strata", "public");
@@ -144,10 +150,7 @@ impl Engine {
         tenant: &str,
         sql: &str,
     ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), QueryError> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
+        let options = read_only();
         let run = async {
             // A file of the snapshot deleted since (its compaction's `delete_delay` was shorter
             // than the snapshot's age): the store dropped the snapshot; run once more on a
@@ -182,6 +185,15 @@ impl Engine {
         }
         Ok((schema, batches))
     }
+}
+
+/// What every SQL statement of every protocol may do: read (no DDL, DML, `COPY` or
+/// statements such as `SET`).
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 /// Refuses a tenant name that cannot be a storage path segment.

@@ -26,6 +26,9 @@ pub enum QueryError {
     TooLarge(String),
     #[error("query exceeded its memory limit: {0}")]
     ResourcesExhausted(String),
+    /// The client asked the query to stop (a wire protocol's cancel request).
+    #[error("canceling statement due to user request")]
+    Cancelled,
     /// The tenant runs as many queries as it may (429, `Retry-After`).
     #[error("{0}")]
     TooMany(String),
@@ -68,6 +71,8 @@ impl QueryError {
             QueryError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             QueryError::ResourcesExhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QueryError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            // nginx's "client closed request": no one is left to read it.
+            QueryError::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +86,7 @@ impl QueryError {
             QueryError::TooLarge(_) => "too_large",
             QueryError::ResourcesExhausted(_) => "execution",
             QueryError::TooMany(_) => "too_many_requests",
+            QueryError::Cancelled => "cancelled",
             QueryError::Internal(_) => "internal",
         }
     }

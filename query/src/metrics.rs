@@ -13,6 +13,8 @@ pub struct QueryMetrics {
     pub requests: Family<Labels, Counter>,
     /// Request latency by route, in seconds.
     pub duration: Family<Labels, Histogram>,
+    /// Logins and queries of the wire protocols (PostgreSQL, Flight SQL) by outcome.
+    pub wire: Family<Labels, Counter>,
 }
 
 impl QueryMetrics {
@@ -22,6 +24,7 @@ impl QueryMetrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
+            wire: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("strata_query");
         r.register(
@@ -34,7 +37,23 @@ impl QueryMetrics {
             "HTTP request latency by route",
             m.duration.clone(),
         );
+        r.register(
+            "wire_requests",
+            "Logins and queries over the PostgreSQL and Flight SQL protocols, by outcome (ok or the error's type)",
+            m.wire.clone(),
+        );
         m
+    }
+
+    /// Counts one `request` (`login`, `query`) of `protocol` that ended with `outcome`.
+    pub fn wire(&self, protocol: &str, request: &str, outcome: &str) {
+        self.wire
+            .get_or_create(&vec![
+                ("protocol", protocol.to_string()),
+                ("request", request.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
     }
 
     pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {

@@ -161,6 +161,12 @@ impl Security {
         self.gate.clone()
     }
 
+    /// The role's certificate, for listeners that start TLS themselves (PostgreSQL's
+    /// `SSLRequest`).
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
+    }
+
     pub fn limits(&self) -> Arc<Overrides> {
         self.limits.clone()
     }
@@ -183,6 +189,11 @@ impl Security {
             t.clone().watch(shutdown.clone());
         }
         Ok(tls)
+    }
+
+    /// A listener of this role on a socket bound elsewhere (TLS when the role has it).
+    pub fn listener(&self, what: &'static str, tcp: tokio::net::TcpListener) -> Listener {
+        Listener::new(what, tcp, self.tls.clone(), self.metrics.clone())
     }
 
     /// Binds `addr` as a listener with `tls` (`None`: plain text).

@@ -122,6 +122,10 @@ pub struct Standalone {
     pub agent_http: String,
     /// Base URL of the collector's HTTP listener.
     pub collector_http: String,
+    /// `host:port` of the PostgreSQL listener (bound on port 0, read from the log).
+    pub pg: String,
+    /// `host:port` of the Flight SQL listener (bound on port 0, read from the log).
+    pub flight_sql: String,
 }
 
 /// Starts `strata standalone` in `dir`, with an optional configuration file text (where
@@ -167,6 +171,11 @@ pub fn standalone_with(
     ] {
         args.extend([flag.to_string(), format!("127.0.0.1:{port}")]);
     }
+    for flag in ["--pg", "--flight-sql"] {
+        if !flags.contains(&flag) {
+            args.extend([flag.into(), "127.0.0.1:0".into()]);
+        }
+    }
     let mut all_envs = vec![("STRATA_COLLECTOR__FLUSH_MAX_AGE_MS", "200")];
     all_envs.extend_from_slice(envs);
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -183,12 +192,62 @@ pub fn standalone_with(
         Duration::from_secs(30),
         &mut proc,
     );
+    let pg = logged_addr(&mut proc, "pg", Duration::from_secs(10)).unwrap_or_default();
+    let flight_sql =
+        logged_addr(&mut proc, "flight_sql", Duration::from_secs(10)).unwrap_or_default();
     Standalone {
         proc,
         query,
         agent_http,
         collector_http: format!("http://127.0.0.1:{chttp}"),
+        pg,
+        flight_sql,
     }
+}
+
+/// The address a process logged as `key=<addr>` on its "listening" line (a listener bound on
+/// port 0 says there where it is); `None` if it says none within `within`.
+pub fn logged_addr(proc: &mut Proc, key: &str, within: Duration) -> Option<String> {
+    let deadline = std::time::Instant::now() + within;
+    let needle = format!("{key}=");
+    loop {
+        let text = proc.log_text();
+        for line in text.lines().filter(|l| l.contains("listening")) {
+            // Drop ANSI colour codes.
+            let mut plain = String::with_capacity(line.len());
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    for c in chars.by_ref() {
+                        if c == 'm' {
+                            break;
+                        }
+                    }
+                } else {
+                    plain.push(c);
+                }
+            }
+            if let Some(rest) = plain.split(&needle).nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                if !addr.is_empty() {
+                    return Some(addr);
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline || !proc.is_running() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Debian's psql: `STRATA_TEST_PSQL`, required when `STRATA_REQUIRE_INTEROP=1`.
+pub fn psql() -> Option<PathBuf> {
+    installed(
+        "STRATA_TEST_PSQL",
+        "STRATA_REQUIRE_INTEROP",
+        "postgresql-client",
+    )
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

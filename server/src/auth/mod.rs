@@ -28,6 +28,13 @@ use crate::reload::Watched;
 use crate::security::SecurityMetrics;
 pub use file::{Credentials, hash_text, sha256};
 
+/// Base64 of `Basic` credentials, padded or not.
+const BASIC_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// Header (gRPC metadata key) naming the tenant of a request, as in Tempo, Loki and Mimir.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
 
@@ -210,6 +217,17 @@ impl Gate {
         }
     }
 
+    /// The auth file's credentials in use; `None` without a file (auth off).
+    fn credentials(&self) -> Option<Arc<Credentials>> {
+        let file = self.file.as_ref()?;
+        Some(
+            file.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+
     /// The tenant a request is for, given its `Authorization` value and its `X-Scope-OrgID`,
     /// if it may act with `scope`.
     pub fn check(
@@ -219,18 +237,54 @@ impl Gate {
         scope: Scope,
     ) -> Result<String, Denied> {
         let tenant = tenant.filter(|t| !t.is_empty());
-        let Some(file) = &self.file else {
+        let Some(credentials) = self.credentials() else {
             return Ok(tenant.unwrap_or(&self.default_tenant).to_string());
         };
-        let credentials = file
-            .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let grant = self.identify(&credentials, authorization)?;
+        self.authorize(grant, tenant, scope)
+    }
+
+    /// The tenant of a database login (the PostgreSQL wire protocol's password message):
+    /// `user` and `password` as a user of the auth file, or, failing that, `password` as a
+    /// bearer token (clients that only ask for a user and a password can carry a token).
+    pub fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+        tenant: Option<&str>,
+        scope: Scope,
+    ) -> Result<String, Denied> {
+        let tenant = tenant.filter(|t| !t.is_empty());
+        let Some(credentials) = self.credentials() else {
+            return Ok(tenant.unwrap_or(&self.default_tenant).to_string());
+        };
+        let grant = match credentials.user(user, password) {
+            Some(g) => Some(g),
+            None => match &self.internal {
+                Some(internal) if file::same(internal, &sha256(password.as_bytes())) => None,
+                _ => Some(credentials.token(password).ok_or_else(|| {
+                    self.metrics.auth_refusal("invalid");
+                    Denied::Unauthenticated(format!(
+                        "password authentication failed for user {user:?}"
+                    ))
+                })?),
+            },
+        };
+        self.authorize(grant, tenant, scope)
+    }
+
+    /// Whether `grant` (`None`: the internal token) may act with `scope` for `tenant`, and
+    /// the tenant it acts for.
+    fn authorize(
+        &self,
+        grant: Option<&Grant>,
+        tenant: Option<&str>,
+        scope: Scope,
+    ) -> Result<String, Denied> {
         let internal;
-        let grant = match self.identify(&credentials, authorization) {
-            Ok(Some(g)) => g,
-            Ok(None) => {
+        let grant = match grant {
+            Some(g) => g,
+            None => {
                 internal = Grant {
                     name: "internal".into(),
                     tenants: Tenants::Any,
@@ -238,7 +292,6 @@ impl Gate {
                 };
                 &internal
             }
-            Err(denied) => return Err(denied),
         };
         if !grant.scopes.contains(&scope) {
             self.metrics.auth_refusal("scope");
@@ -294,7 +347,8 @@ impl Gate {
                 .ok_or_else(|| refuse("invalid", "invalid bearer token"));
         }
         if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = base64::engine::general_purpose::STANDARD
+            // With or without padding: Go's Flight clients send it unpadded.
+            let decoded = BASIC_BASE64
                 .decode(rest)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());

@@ -297,3 +297,63 @@ async fn the_http_guard_hands_handlers_the_decided_tenant() {
     .await;
     assert_eq!((s, body.as_str()), (StatusCode::OK, "shop"));
 }
+
+#[test]
+fn basic_credentials_may_come_without_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, _) = gate(dir.path());
+    // "grafana:pw" is 10 bytes: padded base64 ends in "=="; Go's Flight clients drop it.
+    let unpadded = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode("grafana:pw")
+    );
+    assert_eq!(
+        g.check(Some(&unpadded), Some("shop"), Scope::Read).unwrap(),
+        "shop"
+    );
+    assert_eq!(
+        g.check(Some(&basic("grafana", "pw")), None, Scope::Read)
+            .unwrap(),
+        "acme"
+    );
+}
+
+#[test]
+fn a_database_login_is_a_user_and_password_or_a_token_as_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, _) = gate(dir.path());
+    assert_eq!(
+        g.check_password("grafana", "pw", None, Scope::Read)
+            .unwrap(),
+        "acme"
+    );
+    assert_eq!(
+        g.check_password("grafana", "pw", Some("shop"), Scope::Read)
+            .unwrap(),
+        "shop"
+    );
+    assert!(matches!(
+        g.check_password("grafana", "pw", Some("other"), Scope::Read),
+        Err(Denied::Forbidden(_))
+    ));
+    assert!(matches!(
+        g.check_password("grafana", "nope", None, Scope::Read),
+        Err(Denied::Unauthenticated(_))
+    ));
+    // Any user name with a token as the password.
+    assert_eq!(
+        g.check_password("anyone", "ops", Some("x"), Scope::Read)
+            .unwrap(),
+        "x"
+    );
+    assert!(matches!(
+        g.check_password("anyone", "secret-a", None, Scope::Admin),
+        Err(Denied::Forbidden(_))
+    ));
+    let open = Gate::open("default");
+    assert_eq!(
+        open.check_password("u", "p", Some("t"), Scope::Read)
+            .unwrap(),
+        "t"
+    );
+}
