@@ -7,11 +7,13 @@
 //! transaction statements are datafusion-postgres's hooks. What is Strata's own, and why:
 //! - [`startup`]: logins are checked by the role's auth gate (its hashed secrets), which
 //!   pgwire's password handlers cannot use; the tenant is fixed per connection;
-//! - [`handler`]: every statement runs on a fresh session of the tenant (as every HTTP query
-//!   does) under the tenant's limits, which datafusion-postgres's handler, bound to one
-//!   shared session, does not apply;
+//! - [`handler`]: every statement runs with a runtime (memory pool) of its own over the
+//!   connection's catalog of the tenant's tables, under the tenant's limits, which
+//!   datafusion-postgres's handler, bound to one shared session, does not apply; Grafana's
+//!   table-list query is rewritten into SQL DataFusion plans;
+//! - [`savepoints`]: savepoints accepted as transactions are;
 //! - [`encode`]: nested columns as `json`, errors as SQLSTATEs;
-//! - [`functions`]: `version()` and `current_setting()` as drivers expect them;
+//! - [`functions`]: `version()`, `current_setting()` and `to_regtype()` as drivers expect them;
 //! - [`cancel`]: cancel requests reach the statement's row stream, not only its planning.
 //!
 //! Invariants: nothing a client sends changes storage or another connection's state; a
