@@ -196,8 +196,67 @@ pub fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// Most parameters a statement may have (PostgreSQL's protocol counts them in 16 bits).
+pub const MAX_PARAMETERS: usize = u16::MAX as usize;
+
+/// The types of `plan`'s parameters `$1` to `$n` in order, `n` the highest one used (`None`:
+/// not inferred, or not used). Any other placeholder is refused.
+pub fn parameter_types(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> Result<Vec<Option<DataType>>, QueryError> {
+    let mut out: Vec<Option<DataType>> = Vec::new();
+    for (id, t) in plan.get_parameter_types().map_err(QueryError::from)? {
+        let n = id
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=MAX_PARAMETERS).contains(n))
+            .ok_or_else(|| {
+                QueryError::BadRequest(format!(
+                    "parameter {id}: parameters are $1 to ${MAX_PARAMETERS}"
+                ))
+            })?;
+        if out.len() < n {
+            out.resize(n, None);
+        }
+        out[n - 1] = t;
+    }
+    Ok(out)
+}
+
 /// Refuses a tenant name that cannot be a storage path segment.
 fn check_tenant(tenant: &str) -> Result<(), QueryError> {
     strata_schema::envelope::validate_tenant(tenant)
         .map_err(|e| QueryError::BadRequest(format!("tenant: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn types(sql: &str) -> Result<Vec<Option<DataType>>, QueryError> {
+        let ctx = SessionContext::new();
+        // DataFusion refuses some placeholders itself (`$0`); either way it is an error.
+        let plan = ctx.state().create_logical_plan(sql).await?;
+        parameter_types(&plan)
+    }
+
+    #[tokio::test]
+    async fn parameters_come_in_order_and_out_of_range_ones_are_refused() {
+        let t = types("SELECT $2 + 1, $1 = 'a'").await.unwrap();
+        assert_eq!(t, vec![Some(DataType::Utf8), Some(DataType::Int64)]);
+        assert_eq!(types("SELECT $3 = 'x'").await.unwrap().len(), 3);
+        assert!(matches!(
+            types("SELECT $0").await,
+            Err(QueryError::BadRequest(_))
+        ));
+        // Past the protocol's 65,535: refused here, not a 70,000-slot vector.
+        assert!(matches!(
+            types("SELECT $70000").await,
+            Err(QueryError::BadRequest(_))
+        ));
+        assert!(matches!(
+            types("SELECT $4000000000").await,
+            Err(QueryError::BadRequest(_))
+        ));
+    }
 }

@@ -101,23 +101,15 @@ impl Service {
         api.merge(admin_router(registry, Arc::new(|| true), &gate))
     }
 
-    fn flight_sql(&self, security: &strata_server::Security) -> flight_sql::StrataFlightSql {
-        flight_sql::StrataFlightSql::new(
-            self.engine.clone(),
-            security.limits(),
-            security.gate(),
-            self.metrics.clone(),
-        )
-    }
-
-    fn pg(&self, security: &strata_server::Security) -> pg::Shared {
-        pg::Shared::new(
-            self.engine.clone(),
-            security.limits(),
-            security.gate(),
-            self.metrics.clone(),
-            security.tls().is_some(),
-        )
+    /// What the listener of the wire protocol `protocol` shares with the HTTP API.
+    fn wire(&self, protocol: &'static str, security: &strata_server::Security) -> stream::Wire {
+        stream::Wire {
+            protocol,
+            engine: self.engine.clone(),
+            limits: security.limits(),
+            gate: security.gate(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -181,7 +173,10 @@ pub async fn run(config: QueryConfig, shutdown: CancellationToken) -> Result<()>
     let pg_task = pg_listener.map(|l| {
         tokio::spawn(pg::serve(
             l,
-            service.pg(&security),
+            pg::Shared::new(
+                service.wire("postgres", &security),
+                security.tls().is_some(),
+            ),
             security.tls(),
             shutdown.clone(),
         ))
@@ -189,7 +184,7 @@ pub async fn run(config: QueryConfig, shutdown: CancellationToken) -> Result<()>
     let flight_task = flight_listener.map(|l| {
         let listener = security.listener("query Flight SQL", l);
         let svc = arrow_flight::flight_service_server::FlightServiceServer::new(
-            service.flight_sql(&security),
+            flight_sql::StrataFlightSql::new(service.wire("flight_sql", &security)),
         );
         let stop = shutdown.clone();
         tokio::spawn(async move {

@@ -2,9 +2,11 @@
 //! protocols that send rows as they are made (PostgreSQL, Flight SQL) instead of one
 //! finished body (HTTP, whose limits layer is [`crate::api`]'s).
 //!
-//! [`Admitted::admit`] takes one of the tenant's query slots; [`Admitted::execute`] plans and
-//! starts the query and returns a [`Limited`] stream, which holds the slot until it is
-//! dropped. Every poll of the stream allocates for the query's [`Account`].
+//! [`Wire`] is what every wire protocol's listener shares. [`Wire::admit`] takes one of the
+//! tenant's query slots; [`Admitted::execute`] plans and starts the query and returns a
+//! [`Limited`] stream, which holds the slot until it is dropped. Every poll of the stream
+//! allocates for the query's [`Account`]. Each query's outcome (`ok` or its error's type) is
+//! counted once, by protocol, in `strata_query_wire_requests_total`.
 //!
 //! Invariants, the same as the HTTP routes': a query runs within the tenant's time and memory
 //! bounds and returns at most `max_result_rows` rows; past any of them the stream yields one
@@ -29,11 +31,58 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::budget::{self, Account, Accounted};
 use crate::engine::Engine;
 use crate::error::QueryError;
+use crate::metrics::QueryMetrics;
+
+/// What the listener of one wire protocol shares with the rest of the query service.
+#[derive(Clone)]
+pub struct Wire {
+    /// For the metrics: `postgres`, `flight_sql`.
+    pub protocol: &'static str,
+    pub engine: Arc<Engine>,
+    pub limits: Arc<Overrides>,
+    pub gate: Arc<strata_server::auth::Gate>,
+    pub metrics: Arc<QueryMetrics>,
+}
+
+impl Wire {
+    /// Counts one `request` (`login`, `query`, `cancel`) that ended with `outcome`.
+    pub fn count(&self, request: &str, outcome: &str) {
+        self.metrics.wire(self.protocol, request, outcome);
+    }
+
+    /// Counts a query that failed before it was admitted (planning), and hands `e` on.
+    pub fn failed(&self, e: QueryError) -> QueryError {
+        self.count("query", e.error_type());
+        e
+    }
+
+    /// Takes a slot among `tenant`'s concurrent queries (refused and counted when none is
+    /// free). `time` narrows the tenant's time bound (a client's `statement_timeout`).
+    pub fn admit(&self, tenant: &str, time: Option<Duration>) -> Result<Admitted, QueryError> {
+        let slot = self.limits.query_permit(tenant).map_err(|r| {
+            self.limits.refused(tenant, r.reason, 0);
+            self.failed(QueryError::TooMany(r.message))
+        })?;
+        let config = self.engine.config();
+        let mut bounds = self.limits.limits(tenant).query(config.bounds());
+        if let Some(t) = time {
+            bounds.time = bounds.time.min(t);
+        }
+        Ok(Admitted {
+            tenant: tenant.to_string(),
+            wire: self.clone(),
+            account: Account::new(bounds.memory_bytes),
+            bounds,
+            max_rows: config.max_result_rows,
+            slot,
+        })
+    }
+}
 
 /// A query of one tenant that got a slot and its bounds.
 pub struct Admitted {
     tenant: String,
-    limits: Arc<Overrides>,
+    wire: Wire,
     bounds: QueryBounds,
     max_rows: usize,
     account: Arc<Account>,
@@ -41,43 +90,16 @@ pub struct Admitted {
 }
 
 impl Admitted {
-    /// Takes a slot among `tenant`'s concurrent queries (refused and counted when none is free).
-    /// `time` narrows the tenant's time bound (a client's `statement_timeout`).
-    pub fn admit(
-        engine: &Engine,
-        limits: &Arc<Overrides>,
-        tenant: &str,
-        time: Option<Duration>,
-    ) -> Result<Self, QueryError> {
-        let slot = limits.query_permit(tenant).map_err(|r| {
-            limits.refused(tenant, r.reason, 0);
-            QueryError::TooMany(r.message)
-        })?;
-        let config = engine.config();
-        let mut bounds = limits.limits(tenant).query(config.bounds());
-        if let Some(t) = time {
-            bounds.time = bounds.time.min(t);
-        }
-        Ok(Self {
-            tenant: tenant.to_string(),
-            limits: limits.clone(),
-            account: Account::new(bounds.memory_bytes),
-            bounds,
-            max_rows: config.max_result_rows,
-            slot,
-        })
-    }
-
     pub fn tenant(&self) -> &str {
         &self.tenant
     }
 
-    /// Counts a refusal by a limit (time, memory) of this query.
+    /// Counts the query's failure (and a refusal by one of its limits: time, memory).
     fn refused(&self, e: QueryError) -> QueryError {
         if let Some(reason) = e.limit_reason() {
-            self.limits.refused(&self.tenant, reason, 0);
+            self.wire.limits.refused(&self.tenant, reason, 0);
         }
-        e
+        self.wire.failed(e)
     }
 
     /// Plans `plan` physically on `ctx` and starts it, under the query's bounds; `cancel`
@@ -184,6 +206,7 @@ impl Stream for Limited {
             Poll::Ready(None) => {
                 this.done = true;
                 this.query.slot = None;
+                this.query.wire.count("query", "ok");
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -199,25 +222,34 @@ mod tests {
     use super::*;
     use crate::config::QueryConfig;
 
-    fn engine(dir: &std::path::Path, tweak: impl FnOnce(&mut QueryConfig)) -> Engine {
+    fn wire(
+        dir: &std::path::Path,
+        limits: &Arc<Overrides>,
+        tweak: impl FnOnce(&mut QueryConfig),
+    ) -> Wire {
         let mut config = QueryConfig {
             storage: dir.display().to_string(),
             ..Default::default()
         };
         tweak(&mut config);
-        Engine::new(config).unwrap()
+        Wire {
+            protocol: "test",
+            engine: Arc::new(Engine::new(config).unwrap()),
+            limits: limits.clone(),
+            gate: Arc::new(strata_server::auth::Gate::open("default")),
+            metrics: Arc::new(QueryMetrics::register(&mut Default::default())),
+        }
     }
 
     /// Runs `sql` as a limited stream; the error it ends with, if any, and the rows before.
     async fn run(
-        engine: &Engine,
-        limits: &Arc<Overrides>,
+        wire: &Wire,
         sql: &str,
         cancel: Option<BoxFuture<'static, ()>>,
     ) -> (usize, Option<QueryError>) {
-        let ctx = engine.session("default").unwrap();
+        let ctx = wire.engine.session("default").unwrap();
         let plan = ctx.state().create_logical_plan(sql).await.unwrap();
-        let admitted = Admitted::admit(engine, limits, "default", None).unwrap();
+        let admitted = wire.admit("default", None).unwrap();
         let mut stream = match admitted.execute(&ctx, plan, cancel).await {
             Ok(s) => s,
             Err(e) => return (0, Some(e)),
@@ -239,26 +271,24 @@ mod tests {
     async fn rows_time_and_cancel_end_the_stream_with_their_error() {
         let dir = tempfile::tempdir().unwrap();
         let limits = Arc::new(Overrides::defaults());
-        let e = engine(dir.path(), |c| c.max_result_rows = 10);
-        let (rows, err) = run(&e, &limits, "SELECT * FROM generate_series(1, 10)", None).await;
+        let e = wire(dir.path(), &limits, |c| c.max_result_rows = 10);
+        let (rows, err) = run(&e, "SELECT * FROM generate_series(1, 10)", None).await;
         assert_eq!((rows, err.is_none()), (10, true));
-        let (_, err) = run(&e, &limits, "SELECT * FROM generate_series(1, 11)", None).await;
+        let (_, err) = run(&e, "SELECT * FROM generate_series(1, 11)", None).await;
         assert!(matches!(err, Some(QueryError::TooLarge(_))), "{err:?}");
 
-        let e = engine(dir.path(), |c| c.timeout_ms = 50);
+        let e = wire(dir.path(), &limits, |c| c.timeout_ms = 50);
         let (_, err) = run(
             &e,
-            &limits,
             "SELECT count(*) FROM generate_series(1, 100000000000)",
             None,
         )
         .await;
         assert!(matches!(err, Some(QueryError::Timeout(_))), "{err:?}");
 
-        let e = engine(dir.path(), |_| {});
+        let e = wire(dir.path(), &limits, |_| {});
         let (_, err) = run(
             &e,
-            &limits,
             "SELECT count(*) FROM generate_series(1, 100000000000)",
             Some(Box::pin(tokio::time::sleep(Duration::from_millis(50)))),
         )
@@ -269,7 +299,6 @@ mod tests {
     #[tokio::test]
     async fn the_slot_is_held_until_the_stream_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let e = engine(dir.path(), |_| {});
         let one = Limits {
             max_concurrent_queries: 1,
             ..Limits::default()
@@ -279,20 +308,21 @@ mod tests {
             tenants: Default::default(),
         };
         let limits = Arc::new(Overrides::with_table(table, None, Arc::default()));
-        let ctx = e.session("default").unwrap();
+        let e = wire(dir.path(), &limits, |_| {});
+        let ctx = e.engine.session("default").unwrap();
         let plan = ctx
             .state()
             .create_logical_plan("SELECT * FROM generate_series(1, 3)")
             .await
             .unwrap();
-        let first = Admitted::admit(&e, &limits, "default", None).unwrap();
+        let first = e.admit("default", None).unwrap();
         assert!(matches!(
-            Admitted::admit(&e, &limits, "default", None),
+            e.admit("default", None),
             Err(QueryError::TooMany(_))
         ));
         let mut stream = first.execute(&ctx, plan, None).await.unwrap();
-        assert!(Admitted::admit(&e, &limits, "default", None).is_err());
+        assert!(e.admit("default", None).is_err());
         while stream.next().await.is_some() {}
-        assert!(Admitted::admit(&e, &limits, "default", None).is_ok());
+        assert!(e.admit("default", None).is_ok());
     }
 }

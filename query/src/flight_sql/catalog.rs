@@ -20,7 +20,7 @@ pub const CATALOG: &str = "strata";
 pub const SCHEMA: &str = "public";
 pub const TABLE_TYPE: &str = "TABLE";
 
-static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+static SQL_INFO: LazyLock<Result<SqlInfoData, String>> = LazyLock::new(|| {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "Strata");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -37,11 +37,13 @@ static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.append(SqlInfo::SqlDdlSchema, false);
     b.append(SqlInfo::SqlDdlTable, false);
     b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.build().expect("the server's SqlInfo builds")
+    b.build().map_err(|e| e.to_string())
 });
 
-pub fn sql_info() -> &'static SqlInfoData {
-    &SQL_INFO
+pub fn sql_info() -> Result<&'static SqlInfoData, Status> {
+    SQL_INFO
+        .as_ref()
+        .map_err(|e| Status::internal(format!("the server's SqlInfo: {e}")))
 }
 
 /// One batch as a `DoGet` answer.
@@ -57,7 +59,7 @@ fn answer(
 }
 
 pub fn sql_info_batch(query: CommandGetSqlInfo) -> Result<Response<DoGetStream>, Status> {
-    answer(query.into_builder(&SQL_INFO).build())
+    answer(query.into_builder(sql_info()?).build())
 }
 
 pub fn catalogs(query: CommandGetCatalogs) -> Result<Response<DoGetStream>, Status> {

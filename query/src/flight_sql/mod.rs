@@ -43,16 +43,13 @@ use bytes::Bytes;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use prost::Message;
-use strata_server::auth::{Gate, Scope, TENANT_HEADER};
-use strata_server::limits::Overrides;
+use strata_server::auth::{Scope, TENANT_HEADER};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::engine::Engine;
 use crate::error::QueryError;
-use crate::metrics::QueryMetrics;
-use crate::stream::Admitted;
+use crate::stream::Wire;
 
 /// Most prepared statements kept at once (the oldest go first).
 pub const MAX_PREPARED: usize = 10_000;
@@ -75,10 +72,7 @@ struct PreparedStore {
 
 /// The Flight SQL service of the query role.
 pub struct StrataFlightSql {
-    engine: Arc<Engine>,
-    limits: Arc<Overrides>,
-    gate: Arc<Gate>,
-    metrics: Arc<QueryMetrics>,
+    wire: Wire,
     prepared: Mutex<PreparedStore>,
 }
 
@@ -100,17 +94,10 @@ fn status(e: QueryError) -> Status {
 }
 
 impl StrataFlightSql {
-    pub fn new(
-        engine: Arc<Engine>,
-        limits: Arc<Overrides>,
-        gate: Arc<Gate>,
-        metrics: Arc<QueryMetrics>,
-    ) -> Self {
+    /// The service over `wire` (whose protocol names it in the metrics).
+    pub fn new(wire: Wire) -> Self {
         Self {
-            engine,
-            limits,
-            gate,
-            metrics,
+            wire,
             prepared: Mutex::new(PreparedStore::default()),
         }
     }
@@ -119,16 +106,17 @@ impl StrataFlightSql {
     fn tenant<T>(&self, request: &Request<T>) -> Result<String, Status> {
         let meta = request.metadata();
         let text = |k: &str| meta.get(k).and_then(|v| v.to_str().ok());
-        self.gate
+        self.wire
+            .gate
             .check(text("authorization"), text(TENANT_HEADER), Scope::Read)
             .map_err(|d| {
-                self.metrics.wire("flight_sql", "call", "denied");
+                self.wire.count("call", "denied");
                 d.to_status()
             })
     }
 
     fn session(&self, tenant: &str) -> Result<SessionContext, Status> {
-        self.engine.session(tenant).map_err(status)
+        self.wire.engine.session(tenant).map_err(status)
     }
 
     /// Plans `sql` for `tenant` with `params` bound; refuses what does not only read.
@@ -191,36 +179,14 @@ impl StrataFlightSql {
         sql: &str,
         params: Option<&ParamValues>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let metrics = self.metrics.clone();
-        let fail = |e: QueryError| {
-            metrics.wire("flight_sql", "query", e.error_type());
-            status(e)
-        };
         let ctx = self.session(tenant)?;
         let plan = self.plan(&ctx, sql, params).await.inspect_err(|_| {
-            self.metrics.wire("flight_sql", "query", "bad_data");
+            self.wire.count("query", "bad_data");
         })?;
-        let admitted = Admitted::admit(&self.engine, &self.limits, tenant, None).map_err(fail)?;
-        let limited = admitted.execute(&ctx, plan, None).await.map_err(fail)?;
+        let admitted = self.wire.admit(tenant, None).map_err(status)?;
+        let limited = admitted.execute(&ctx, plan, None).await.map_err(status)?;
         let schema = limited.schema().clone();
-        let metrics = self.metrics.clone();
-        let batches = limited
-            .map(Some)
-            .chain(futures::stream::once(async { None }))
-            .filter_map(move |b| {
-                let out = match b {
-                    Some(Ok(b)) => Some(Ok(b)),
-                    Some(Err(e)) => {
-                        metrics.wire("flight_sql", "query", e.error_type());
-                        Some(Err(FlightError::Tonic(Box::new(status(e)))))
-                    }
-                    None => {
-                        metrics.wire("flight_sql", "query", "ok");
-                        None
-                    }
-                };
-                std::future::ready(out)
-            });
+        let batches = limited.map_err(|e| FlightError::Tonic(Box::new(status(e))));
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
@@ -248,17 +214,12 @@ fn schema_bytes(schema: &Schema) -> Result<Bytes, Status> {
 
 /// The parameters of `plan` as a schema (`$1`, `$2`, ...); untyped ones as text.
 fn parameter_schema(plan: &LogicalPlan) -> Result<SchemaRef, Status> {
-    let types = plan
-        .get_parameter_types()
-        .map_err(|e| status(QueryError::from(e)))?;
-    let mut ids: Vec<(usize, Option<DataType>)> = types
-        .into_iter()
-        .filter_map(|(id, t)| Some((id.strip_prefix('$')?.parse().ok()?, t)))
-        .collect();
-    ids.sort_by_key(|(i, _)| *i);
+    let types = crate::engine::parameter_types(plan).map_err(status)?;
     Ok(Arc::new(Schema::new(
-        ids.into_iter()
-            .map(|(i, t)| Field::new(format!("${i}"), t.unwrap_or(DataType::Utf8), true))
+        types
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| Field::new(format!("${}", i + 1), t.unwrap_or(DataType::Utf8), true))
             .collect::<Vec<_>>(),
     )))
 }
@@ -503,7 +464,7 @@ impl FlightSqlService for StrataFlightSql {
         query: arrow_flight::sql::CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(catalog::sql_info()).schema();
+        let schema = query.clone().into_builder(catalog::sql_info()?).schema();
         self.command_info(request, &schema, query.as_any().encode_to_vec())
     }
 

@@ -19,7 +19,7 @@ use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::QueryMetrics;
+use crate::stream::Wire;
 
 type Key = (i32, Bytes);
 
@@ -96,18 +96,15 @@ impl Cancels {
 /// The listener's cancel handler.
 pub struct OnCancel {
     pub cancels: Arc<Cancels>,
-    pub metrics: Arc<QueryMetrics>,
+    pub wire: Wire,
 }
 
 #[async_trait]
 impl CancelHandler for OnCancel {
     async fn on_cancel_request(&self, request: CancelRequest) {
         let found = self.cancels.cancel(request.pid, &request.secret_key);
-        self.metrics.wire(
-            "postgres",
-            "cancel",
-            if found { "ok" } else { "no_such_query" },
-        );
+        self.wire
+            .count("cancel", if found { "ok" } else { "no_such_query" });
     }
 }
 

@@ -44,7 +44,6 @@ use super::Shared;
 use super::cancel::Registered;
 use super::encode::{self, datafusion_error, error, query_error};
 use super::startup::login;
-use crate::stream::Admitted;
 
 /// A parsed and planned statement of the extended protocol.
 #[derive(Clone, Debug)]
@@ -95,49 +94,35 @@ impl Queries {
         C: ClientInfo + ?Sized,
     {
         let tenant = login(client)?.tenant.clone();
-        let metrics = self.shared.metrics.clone();
-        let fail = |e: crate::error::QueryError| {
-            metrics.wire("postgres", "query", e.error_type());
-            query_error(e)
-        };
-        let admitted = Admitted::admit(
-            &self.shared.engine,
-            &self.shared.limits,
-            &tenant,
-            statement_timeout(client),
-        )
-        .map_err(fail)?;
+        let wire = &self.shared.wire;
+        let admitted = wire
+            .admit(&tenant, statement_timeout(client))
+            .map_err(query_error)?;
         let cancel: Option<BoxFuture<'static, ()>> = client
             .session_extensions()
             .get::<Registered>()
             .map(|r| Box::pin(r.current.start().cancelled_owned()) as BoxFuture<'static, ()>);
-        let limited = admitted.execute(ctx, plan, cancel).await.map_err(fail)?;
-        let wire = encode::wire_schema(limited.schema());
+        let limited = admitted
+            .execute(ctx, plan, cancel)
+            .await
+            .map_err(query_error)?;
+        let wire_schema = encode::wire_schema(limited.schema());
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        let fields = Arc::new(encode::fields(&wire, format, options)?);
+        let fields = Arc::new(encode::fields(&wire_schema, format, options)?);
         let row_fields = fields.clone();
-        let metrics = self.shared.metrics.clone();
+        let counted = wire.clone();
         let rows = limited
-            .map(Some)
-            .chain(stream::once(async { None }))
-            .map(move |batch| match batch {
-                Some(Ok(b)) => match encode::wire_batch(&b) {
+            .map(move |batch| {
+                // The stream counted its own errors; a batch it made that cannot be sent is
+                // counted here.
+                let sendable =
+                    batch.and_then(|b| encode::wire_batch(&b).map_err(|e| counted.failed(e)));
+                match sendable {
                     Ok(b) => Either::Left(stream::iter(arrow_pg::datatypes::encode_recordbatch(
                         row_fields.clone(),
                         b,
                     ))),
-                    Err(e) => {
-                        metrics.wire("postgres", "query", e.error_type());
-                        Either::Right(stream::iter(vec![Err(query_error(e))]))
-                    }
-                },
-                Some(Err(e)) => {
-                    metrics.wire("postgres", "query", e.error_type());
-                    Either::Right(stream::iter(vec![Err(query_error(e))]))
-                }
-                None => {
-                    metrics.wire("postgres", "query", "ok");
-                    Either::Right(stream::iter(vec![]))
+                    Err(e) => Either::Right(stream::once(async move { Err(query_error(e)) })),
                 }
             })
             .flatten();
@@ -256,7 +241,7 @@ impl SimpleQueryHandler for Queries {
                 }
             }
             let plan = plan(&ctx, &statement).await.inspect_err(|_| {
-                self.shared.metrics.wire("postgres", "query", "bad_data");
+                self.shared.wire.count("query", "bad_data");
             })?;
             let response = self.run(client, &ctx, plan, &Format::UnifiedText).await?;
             responses.push(Response::Query(response));
@@ -267,18 +252,7 @@ impl SimpleQueryHandler for Queries {
 
 /// The parameters' types in order (`$1`, `$2`, ...), as DataFusion infers them.
 fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<arrow::datatypes::DataType>>> {
-    let types = plan.get_parameter_types().map_err(datafusion_error)?;
-    let mut ordered: Vec<(usize, Option<arrow::datatypes::DataType>)> = types
-        .into_iter()
-        .filter_map(|(id, t)| Some((id.strip_prefix('$')?.parse().ok()?, t)))
-        .collect();
-    ordered.sort_by_key(|(i, _)| *i);
-    let n = ordered.last().map_or(0, |(i, _)| *i);
-    let mut out = vec![None; n];
-    for (i, t) in ordered {
-        out[i - 1] = t;
-    }
-    Ok(out)
+    crate::engine::parameter_types(plan).map_err(query_error)
 }
 
 #[async_trait]
@@ -319,7 +293,7 @@ impl QueryParser for Parser {
         let plan = match planned {
             Some(p) => p,
             None => plan(&ctx, &statement).await.inspect_err(|_| {
-                self.shared.metrics.wire("postgres", "query", "bad_data");
+                self.shared.wire.count("query", "bad_data");
             })?,
         };
         Ok(Some(Prepared {

@@ -33,15 +33,12 @@ use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use pgwire::api::{ClientInfo, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::{PgWireError, PgWireResult};
-use strata_server::auth::Gate;
-use strata_server::limits::Overrides;
 use strata_server::tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::engine::Engine;
-use crate::metrics::QueryMetrics;
+use crate::stream::Wire;
 use encode::{datafusion_error, query_error};
 use handler::Queries;
 use startup::Startup;
@@ -51,28 +48,16 @@ pub const CATALOG: &str = "strata";
 
 /// What every connection of the PostgreSQL listener shares.
 pub struct Shared {
-    pub engine: Arc<Engine>,
-    pub limits: Arc<Overrides>,
-    pub gate: Arc<Gate>,
-    pub metrics: Arc<QueryMetrics>,
+    pub wire: Wire,
     /// Whether plain-text connections are refused (the role has TLS).
     pub tls_required: bool,
     cancels: Arc<cancel::Cancels>,
 }
 
 impl Shared {
-    pub fn new(
-        engine: Arc<Engine>,
-        limits: Arc<Overrides>,
-        gate: Arc<Gate>,
-        metrics: Arc<QueryMetrics>,
-        tls_required: bool,
-    ) -> Self {
+    pub fn new(wire: Wire, tls_required: bool) -> Self {
         Self {
-            engine,
-            limits,
-            gate,
-            metrics,
+            wire,
             tls_required,
             cancels: Arc::new(cancel::Cancels::default()),
         }
@@ -93,7 +78,11 @@ fn session<C: ClientInfo + ?Sized>(shared: &Shared, client: &C) -> PgWireResult<
         Some(s) => s,
         None => {
             let login = startup::login(client)?;
-            let ctx = shared.engine.session(&login.tenant).map_err(query_error)?;
+            let ctx = shared
+                .wire
+                .engine
+                .session(&login.tenant)
+                .map_err(query_error)?;
             datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
                 &ctx,
                 CATALOG,
@@ -107,7 +96,7 @@ fn session<C: ClientInfo + ?Sized>(shared: &Shared, client: &C) -> PgWireResult<
         }
     };
     let mut state = SessionStateBuilder::new_from_existing(base.0.state())
-        .with_runtime_env(shared.engine.runtime().map_err(query_error)?)
+        .with_runtime_env(shared.wire.engine.runtime().map_err(query_error)?)
         .build();
     if let Some(tz) = client.metadata().get("timezone") {
         state.config_mut().options_mut().execution.time_zone = Some(tz.clone());
@@ -167,7 +156,7 @@ pub async fn serve(
         queries: Arc::new(Queries::new(shared.clone())),
         cancel: Arc::new(cancel::OnCancel {
             cancels: shared.cancels.clone(),
-            metrics: shared.metrics.clone(),
+            wire: shared.wire.clone(),
         }),
     });
     let mut connections = tokio::task::JoinSet::new();

@@ -116,12 +116,12 @@ impl Startup {
         let registered = self.shared.cancels.register(pid, &secret);
         client.session_extensions().insert(registered);
         client.session_extensions().insert(Login { tenant });
-        self.shared.metrics.wire("postgres", "login", "ok");
+        self.shared.wire.count("login", "ok");
         finish_authentication(client, &Parameters).await
     }
 
     fn denied(&self, denied: Denied) -> PgWireError {
-        self.shared.metrics.wire("postgres", "login", "denied");
+        self.shared.wire.count("login", "denied");
         match denied {
             Denied::Unauthenticated(m) => fatal("28P01", m),
             Denied::Forbidden(m) => fatal("42501", m),
@@ -147,13 +147,13 @@ impl StartupHandler for Startup {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 if self.shared.tls_required && !client.is_secure() {
-                    self.shared.metrics.wire("postgres", "login", "plain_text");
+                    self.shared.wire.count("login", "plain_text");
                     return Err(fatal(
                         "28000",
                         "this server takes TLS connections only (use sslmode=require)".into(),
                     ));
                 }
-                if self.shared.gate.enabled() {
+                if self.shared.wire.gate.enabled() {
                     client.set_state(PgWireConnectionState::AuthenticationInProgress);
                     client
                         .send(PgWireBackendMessage::Authentication(
@@ -163,7 +163,7 @@ impl StartupHandler for Startup {
                 } else {
                     let tenant = requested_tenant(client.metadata())
                         .or_else(|| client.metadata().get(METADATA_USER).cloned())
-                        .unwrap_or_else(|| self.shared.gate.default_tenant().to_string());
+                        .unwrap_or_else(|| self.shared.wire.gate.default_tenant().to_string());
                     self.finish(client, tenant).await?;
                 }
             }
@@ -177,6 +177,7 @@ impl StartupHandler for Startup {
                 let requested = requested_tenant(client.metadata());
                 let tenant = self
                     .shared
+                    .wire
                     .gate
                     .check_password(&user, &password, requested.as_deref(), Scope::Read)
                     .map_err(|d| self.denied(d))?;
