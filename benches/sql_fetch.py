@@ -7,7 +7,8 @@ strata-loadgen sends SPANS spans first. Each round fetches the same query
 (`SELECT <scalar span columns> FROM spans LIMIT SPANS`) once per protocol. Per fetch it
 reads the server's CPU seconds (user + system, from /proc) before and after, and the wall
 time the client took to have every row in hand (psycopg's Python objects, ADBC's Arrow table,
-pyarrow's table; connections are opened before the rounds), and reports rows per second and server CPU microseconds per row. Medians
+pyarrow's table; connections are opened before the rounds; Flight SQL is fetched twice, by
+ADBC's driver and by pyarrow's Flight client), and reports rows per second and server CPU microseconds per row. Medians
 over the rounds, and each protocol's ratio to Flight SQL, are printed as JSON.
 
 Needs the release build and the test venv (psycopg, adbc-driver-flightsql, pyarrow):
@@ -30,6 +31,7 @@ import urllib.request
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import psycopg
+import pyarrow.flight
 import pyarrow.ipc
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -54,6 +56,28 @@ def logged(log_path, key, proc, seconds=60):
             sys.exit(f"standalone exited, see {log_path}")
         time.sleep(0.1)
     sys.exit(f"no {key}= in {log_path}")
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def proto_bytes(field, data):
+    """One length-delimited protobuf field."""
+    return varint(field << 3 | 2) + varint(len(data)) + data
+
+
+def statement_query(sql):
+    """Flight SQL's `CommandStatementQuery { query }` packed in a `google.protobuf.Any`."""
+    command = proto_bytes(1, sql.encode())
+    url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    return proto_bytes(1, url) + proto_bytes(2, command)
 
 
 def main():
@@ -130,6 +154,15 @@ def main():
                 cur.execute(sql)
                 return cur.fetch_arrow_table().num_rows
 
+        # The same Flight SQL calls from Arrow C++'s Flight client (pyarrow), to tell the
+        # server and transport from ADBC's Go driver.
+        flight_client = pyarrow.flight.connect(f"grpc://{fsql}")
+        descriptor = pyarrow.flight.FlightDescriptor.for_command(statement_query(sql))
+
+        def flight_pyarrow_fetch():
+            info = flight_client.get_flight_info(descriptor)
+            return flight_client.do_get(info.endpoints[0].ticket).read_all().num_rows
+
         def http_fetch():
             req = urllib.request.Request(
                 query + "/api/v1/sql", data=json.dumps({"query": sql}).encode(),
@@ -142,6 +175,7 @@ def main():
             "postgres_text": lambda: pg_fetch(False),
             "postgres_binary": lambda: pg_fetch(True),
             "flight_sql": flight_fetch,
+            "flight_sql_pyarrow": flight_pyarrow_fetch,
             "http_arrow": http_fetch,
         }
         results = {m: [] for m in modes}
@@ -172,6 +206,7 @@ def main():
         print(json.dumps(out, indent=2))
         pg_conn.close()
         flight_conn.close()
+        flight_client.close()
     finally:
         proc.terminate()
         try:

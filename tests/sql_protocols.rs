@@ -1,7 +1,8 @@
 //! The SQL protocols of `strata standalone` besides HTTP, driven by real clients:
 //! - PostgreSQL: Debian's psql (`\dt`, `\d spans`, queries over spans, logs and metrics with
 //!   the HTTP route's answers, a refused statement and the session going on), psycopg 3,
-//!   SQLAlchemy and pandas (`tests/python/pg_clients.py`), and password logins against an
+//!   SQLAlchemy and pandas (`tests/python/pg_clients.py`), pgjdbc (`tests/java/PgJdbc.java`,
+//!   what JDBC tools send), `SHOW` of the usual settings, and password logins against an
 //!   auth file;
 //! - Flight SQL: ADBC's driver (`tests/python/flight_sql_clients.py`), with and without auth.
 
@@ -169,6 +170,52 @@ fn psql_and_python_clients_query_what_http_answers() {
         assert!(out.contains(column), "\\d spans shows {column}:\n{out}");
     }
 
+    // The settings clients ask for, as PostgreSQL answers them; an unknown one is 42704.
+    for (show, value) in [
+        ("SHOW server_version", "16.6"),
+        ("SHOW server_encoding", "UTF8"),
+        ("SHOW client_encoding", "UTF8"),
+        ("SHOW standard_conforming_strings", "on"),
+        ("SHOW integer_datetimes", "on"),
+        ("SHOW DateStyle", "ISO, MDY"),
+        ("SHOW TIME ZONE", "UTC"),
+        ("SHOW search_path", "public"),
+        ("SHOW transaction_isolation", "read committed"),
+        ("SHOW TRANSACTION ISOLATION LEVEL", "read committed"),
+        ("SHOW max_identifier_length", "63"),
+        ("SHOW statement_timeout", "0"),
+    ] {
+        assert_eq!(psql_rows(&psql, &s.pg, show), [value], "{show}");
+    }
+    let (ok, _, err) = run_psql(&psql, &s.pg, "default", None, &["-c", "SHOW no_such_thing"]);
+    assert!(
+        !ok && err.contains("unrecognized configuration parameter"),
+        "{err}"
+    );
+    let (ok, out, err) = run_psql(&psql, &s.pg, "default", None, &["-A", "-c", "SHOW ALL"]);
+    assert!(
+        ok && out.contains("server_version|16.6|"),
+        "SHOW ALL: {out}{err}"
+    );
+    // Headers: unaliased expressions are named as PostgreSQL names them.
+    let (ok, out, err) = run_psql(
+        &psql,
+        &s.pg,
+        "default",
+        None,
+        &[
+            "-A",
+            "-c",
+            "SELECT service_name, count(*), 1 + 1, max(duration_nanos) AS longest FROM spans GROUP BY 1",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().next(),
+        Some("service_name|count|?column?|longest"),
+        "{out}"
+    );
+
     // The same questions over each table, the same answers as HTTP.
     for q in [
         "SELECT service_name, count(*), min(start_time) FROM spans GROUP BY service_name ORDER BY 1",
@@ -206,6 +253,26 @@ fn psql_and_python_clients_query_what_http_answers() {
         "CREATE TABLE refused with 25006: {err}"
     );
     assert_eq!(out.trim(), spans.to_string(), "the session went on: {out}");
+
+    // pgjdbc, as DBeaver, Metabase and other JDBC tools use it.
+    if let Some((java, jar)) = pgjdbc() {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/PgJdbc.java");
+        let (host, port) = s.pg.rsplit_once(':').unwrap();
+        let out = succeeded(
+            Command::new(&java).arg("-cp").arg(&jar).arg(&source).args([
+                host,
+                port,
+                &spans.to_string(),
+            ]),
+            "PgJdbc.java",
+        );
+        let seen: Value = serde_json::from_str(out.trim()).expect("PgJdbc.java prints JSON");
+        eprintln!("pgjdbc saw {seen}");
+        assert_eq!(seen["prepared"], spans, "{seen}");
+        assert_eq!(seen["paged_rows"], spans, "{seen}");
+        assert_eq!(seen["create_table"], "25006", "{seen}");
+        assert_eq!(seen["isolation"], 2, "READ COMMITTED: {seen}");
+    }
 
     // psycopg 3, SQLAlchemy, pandas.
     let Some(python) = python() else { return };

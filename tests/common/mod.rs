@@ -250,6 +250,18 @@ pub fn psql() -> Option<PathBuf> {
     )
 }
 
+/// The JDK's `java` and pgjdbc's jar (Debian's libpostgresql-jdbc-java): `STRATA_TEST_JAVA`
+/// and `STRATA_TEST_PGJDBC`, required when `STRATA_REQUIRE_INTEROP=1`.
+pub fn pgjdbc() -> Option<(PathBuf, PathBuf)> {
+    let java = installed("STRATA_TEST_JAVA", "STRATA_REQUIRE_INTEROP", "a JDK")?;
+    let jar = installed(
+        "STRATA_TEST_PGJDBC",
+        "STRATA_REQUIRE_INTEROP",
+        "libpostgresql-jdbc-java",
+    )?;
+    Some((java, jar))
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -389,14 +401,15 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);
-    let out = Command::new(python)
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("run python");
+    succeeded(Command::new(python).arg(&path).args(args), script)
+}
+
+/// Runs `cmd`; returns its stdout, panics with its stderr when it fails.
+pub fn succeeded(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
     assert!(
         out.status.success(),
-        "{script} failed:\n{}",
+        "{what} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 output")

@@ -1,5 +1,6 @@
 """ADBC's Flight SQL driver against Strata's Flight SQL listener: connect, GetTables with
-schemas, a query fetched as Arrow, a prepared statement with a parameter, a read-only
+schemas, what Grafana's Flight SQL datasource sends (its health check, table list and a time
+series panel), a query fetched as Arrow, a prepared statement with a parameter, a read-only
 refusal, and a pandas DataFrame of ROWS rows.
 
 Usage: flight_sql_clients.py HOST:PORT EXPECTED_SPANS ROWS [USER PASSWORD]
@@ -54,6 +55,16 @@ with flight_sql.connect(f"grpc://{addr}", db_kwargs=kwargs) as conn:
     for name in ("spans", "logs", "metrics"):
         check(name in tables, f"GetTables lists {name}: {sorted(tables)}")
     check("trace_id" in tables["spans"], f"spans columns {tables['spans']}")
+    # What Grafana's Flight SQL datasource (influxdata/grafana-flightsql-datasource) sends:
+    # "Save & test" runs `select 1`; its editor lists tables of type BASE TABLE and reads
+    # a table's columns from GetTables with schemas.
+    with conn.cursor() as cur:
+        cur.execute("select 1")
+        check(cur.fetchall() == [(1,)], "select 1")
+    base = conn.adbc_get_objects(depth="tables", table_types_filter=["BASE TABLE"]).read_all().to_pylist()
+    base_tables = sorted(t["table_name"] for cat in base for s in cat["catalog_db_schemas"]
+                         for t in s["db_schema_tables"])
+    check(base_tables == ["logs", "metrics", "spans"], f"BASE TABLE tables {base_tables}")
     schema = conn.adbc_get_table_schema("spans")
     check(schema.field("start_time").type.tz == "UTC", f"start_time {schema.field('start_time')}")
     seen["tables"] = sorted(tables)
@@ -81,6 +92,18 @@ with flight_sql.connect(f"grpc://{addr}", db_kwargs=kwargs) as conn:
         )
         check(cur.fetchone()[0] == 0, "prepared count of nobody")
         seen["prepared"] = n
+
+        # A time series panel: its $__dateBin(start_time) and $__timeFilter(start_time) macros
+        # expanded as the datasource expands them.
+        cur.execute(
+            "SELECT date_bin(interval '60 second', start_time, timestamp '1970-01-01T00:00:00Z') AS time, "
+            "count(*) AS spans FROM spans "
+            "WHERE start_time >= '2023-11-14T00:00:00Z' AND start_time <= '2023-11-15T00:00:00Z' "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        panel = cur.fetch_arrow_table()
+        check(sum(panel.column("spans").to_pylist()) == expected_spans, f"panel {panel}")
+        seen["panel_buckets"] = panel.num_rows
 
         try:
             cur.execute("CREATE TABLE x (a int)")

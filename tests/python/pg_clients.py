@@ -175,6 +175,9 @@ with engine.connect() as c:
     check(len(df) == 100000, f"pandas rows {len(df)}")
     check(int(df["w"].sum()) == 100000 * 100001, "pandas values")
     seen["pandas_rows"] = len(df)
+    # Unaliased expressions are named as PostgreSQL names them.
+    df = pd.read_sql("SELECT service_name, count(*), 1 + 1 FROM spans GROUP BY 1", c)
+    check(list(df.columns) == ["service_name", "count", "?column?"], f"columns {list(df.columns)}")
 engine.dispose()
 
 print(json.dumps(seen))

@@ -1,5 +1,6 @@
 //! Flight SQL's catalog commands over Strata's fixed tables: one catalog (`strata`), one
-//! schema (`public`), the signal tables with their Arrow schemas, and what the server is.
+//! schema (`public`), the signal tables (of type `BASE TABLE`; a filter on `TABLE` finds them
+//! too) with their Arrow schemas, and what the server is.
 
 use std::sync::LazyLock;
 
@@ -18,7 +19,9 @@ use super::DoGetStream;
 
 pub const CATALOG: &str = "strata";
 pub const SCHEMA: &str = "public";
-pub const TABLE_TYPE: &str = "TABLE";
+/// The type of every table, as `information_schema.tables` names it (and Grafana's Flight SQL
+/// datasource asks for it).
+pub const TABLE_TYPE: &str = "BASE TABLE";
 
 static SQL_INFO: LazyLock<Result<SqlInfoData, String>> = LazyLock::new(|| {
     let mut b = SqlInfoDataBuilder::new();
@@ -74,7 +77,15 @@ pub fn schemas(query: CommandGetDbSchemas) -> Result<Response<DoGetStream>, Stat
     answer(b.build())
 }
 
-pub fn tables(query: CommandGetTables) -> Result<Response<DoGetStream>, Status> {
+pub fn tables(mut query: CommandGetTables) -> Result<Response<DoGetStream>, Status> {
+    // `TABLE`, JDBC's word for it, asks for the same tables.
+    if query
+        .table_types
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case("TABLE"))
+    {
+        query.table_types.push(TABLE_TYPE.into());
+    }
     let mut b = query.into_builder();
     for signal in Signal::ALL {
         b.append(

@@ -16,6 +16,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
+use super::settings::settings;
 use super::startup::SERVER_VERSION;
 
 /// What `version()` answers.
@@ -106,55 +107,6 @@ fn type_oid(name: &str) -> Option<i32> {
         "jsonb" => 3802,
         _ => return None,
     })
-}
-
-/// The settings `current_setting` knows, by lowercase name.
-fn settings(client: &HashMap<String, String>) -> HashMap<String, String> {
-    let major: u32 = SERVER_VERSION
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(16);
-    let minor: u32 = SERVER_VERSION
-        .split('.')
-        .nth(1)
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    let mut s: HashMap<String, String> = [
-        ("server_version", SERVER_VERSION.to_string()),
-        ("server_version_num", (major * 10_000 + minor).to_string()),
-        ("server_encoding", "UTF8".into()),
-        ("client_encoding", "UTF8".into()),
-        ("datestyle", "ISO, MDY".into()),
-        ("intervalstyle", "postgres".into()),
-        ("timezone", "UTC".into()),
-        ("search_path", "public".into()),
-        ("integer_datetimes", "on".into()),
-        ("standard_conforming_strings", "on".into()),
-        ("max_identifier_length", "63".into()),
-        ("max_index_keys", "32".into()),
-        ("transaction_isolation", "read committed".into()),
-        ("default_transaction_read_only", "on".into()),
-        ("transaction_read_only", "on".into()),
-        ("is_superuser", "off".into()),
-        ("lc_collate", "C".into()),
-        ("lc_ctype", "C".into()),
-        ("application_name", String::new()),
-        ("statement_timeout", "0".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    for (k, v) in client {
-        let k = k.to_ascii_lowercase();
-        if s.contains_key(&k) && !k.starts_with("server_") {
-            s.insert(k, v.clone());
-        }
-    }
-    if let Some(ms) = client.get("statement_timeout_ms") {
-        s.insert("statement_timeout".into(), format!("{ms}ms"));
-    }
-    s
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -3,9 +3,9 @@
 //! Each statement is parsed by the pg_catalog crate's PostgreSQL-compatibility parser (which
 //! rewrites what psql, pgjdbc and SQLAlchemy send about the catalog into what DataFusion
 //! plans), then:
-//! - `SET`, `SHOW <setting>` and transaction statements are answered by datafusion-postgres's
-//!   hooks and [`super::savepoints`] (settings kept per connection; a transaction or savepoint
-//!   is accepted and has no effect, the tables being read-only);
+//! - `SHOW` is answered by [`super::settings`]; `SET` and transaction statements by
+//!   datafusion-postgres's hooks and [`super::savepoints`] (settings kept per connection; a
+//!   transaction or savepoint is accepted and has no effect, the tables being read-only);
 //! - every other statement is planned on a session of the connection's tenant
 //!   ([`super::session`]: the connection's catalog, a runtime of the statement's own), refused unless it only reads (SQLSTATE 25006), and run as a
 //!   [`Limited`](crate::stream::Limited) stream: the HTTP route's slots, time, memory and
@@ -43,6 +43,7 @@ use pgwire::types::format::FormatOptions;
 use super::Shared;
 use super::cancel::Registered;
 use super::encode::{self, datafusion_error, error, query_error};
+use super::names;
 use super::startup::login;
 
 /// A parsed and planned statement of the extended protocol.
@@ -68,6 +69,7 @@ pub struct Parser {
 impl Queries {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(super::settings::ShowHook),
             Arc::new(SetShowHook),
             Arc::new(super::savepoints::SavepointHook),
             Arc::new(TransactionStatementHook),
@@ -87,6 +89,7 @@ impl Queries {
         &self,
         client: &C,
         ctx: &SessionContext,
+        statement: &Statement,
         plan: LogicalPlan,
         format: &Format,
     ) -> PgWireResult<QueryResponse>
@@ -106,7 +109,7 @@ impl Queries {
             .execute(ctx, plan, cancel)
             .await
             .map_err(query_error)?;
-        let wire_schema = encode::wire_schema(limited.schema());
+        let wire_schema = names::rename(statement, &encode::wire_schema(limited.schema()));
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let fields = Arc::new(encode::fields(&wire_schema, format, options)?);
         let row_fields = fields.clone();
@@ -243,7 +246,9 @@ impl SimpleQueryHandler for Queries {
             let plan = plan(&ctx, &statement).await.inspect_err(|_| {
                 self.shared.wire.count("query", "bad_data");
             })?;
-            let response = self.run(client, &ctx, plan, &Format::UnifiedText).await?;
+            let response = self
+                .run(client, &ctx, &statement, plan, &Format::UnifiedText)
+                .await?;
             responses.push(Response::Query(response));
         }
         Ok(responses)
@@ -326,7 +331,10 @@ impl QueryParser for Parser {
         if matches!(stmt.plan, LogicalPlan::Statement(_)) {
             return Ok(vec![]);
         }
-        let wire = encode::wire_schema(stmt.plan.schema().as_arrow());
+        let wire = names::rename(
+            &stmt.statement,
+            &encode::wire_schema(stmt.plan.schema().as_arrow()),
+        );
         encode::fields(
             &wire,
             column_format.unwrap_or(&Format::UnifiedText),
@@ -376,7 +384,13 @@ impl ExtendedQueryHandler for Queries {
             .replace_params_with_values(&params)
             .map_err(datafusion_error)?;
         let response = self
-            .run(client, &ctx, plan, &portal.result_column_format)
+            .run(
+                client,
+                &ctx,
+                &prepared.statement,
+                plan,
+                &portal.result_column_format,
+            )
             .await?;
         Ok(Response::Query(response))
     }

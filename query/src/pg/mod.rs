@@ -3,8 +3,8 @@
 //! under the same tenants, credentials and limits as `POST /api/v1/sql`.
 //!
 //! The protocol is `pgwire`'s; the `pg_catalog` schema, the catalog functions and the
-//! PostgreSQL-compatibility SQL rewrites are datafusion-pg-catalog's; `SET`/`SHOW` and
-//! transaction statements are datafusion-postgres's hooks. What is Strata's own, and why:
+//! PostgreSQL-compatibility SQL rewrites are datafusion-pg-catalog's; `SET` and transaction
+//! statements are datafusion-postgres's hooks. What is Strata's own, and why:
 //! - [`startup`]: logins are checked by the role's auth gate (its hashed secrets), which
 //!   pgwire's password handlers cannot use; the tenant is fixed per connection;
 //! - [`handler`]: every statement runs with a runtime (memory pool) of its own over the
@@ -12,7 +12,10 @@
 //!   datafusion-postgres's handler, bound to one shared session, does not apply; Grafana's
 //!   table-list query is rewritten into SQL DataFusion plans;
 //! - [`savepoints`]: savepoints accepted as transactions are;
+//! - [`settings`]: one table of settings for `SHOW` and `current_setting()`, agreeing with
+//!   the login's `ParameterStatus` (datafusion-postgres's `SHOW` does not);
 //! - [`encode`]: nested columns as `json`, errors as SQLSTATEs;
+//! - [`names`]: unaliased expressions named as PostgreSQL names them (`count`, `?column?`);
 //! - [`functions`]: `version()`, `current_setting()` and `to_regtype()` as drivers expect them;
 //! - [`cancel`]: cancel requests reach the statement's row stream, not only its planning.
 //!
@@ -23,7 +26,9 @@ mod cancel;
 mod encode;
 mod functions;
 mod handler;
+mod names;
 mod savepoints;
+mod settings;
 mod startup;
 
 use std::sync::Arc;
