@@ -187,6 +187,33 @@ fn psql_and_python_clients_query_what_http_answers() {
     ] {
         assert_eq!(psql_rows(&psql, &s.pg, show), [value], "{show}");
     }
+    let (ok, out, err) = run_psql(
+        &psql,
+        &s.pg,
+        "default",
+        None,
+        &[
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SET TimeZone = 'Europe/Paris'",
+            "-c",
+            "SHOW TIME ZONE",
+            "-c",
+            "SELECT current_setting('timezone')",
+            "-c",
+            "SET TimeZone = 'Mars/Olympus'",
+        ],
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["Europe/Paris", "Europe/Paris"],
+        "{err}"
+    );
+    assert!(!ok && err.contains("invalid value for parameter"), "{err}");
     let (ok, _, err) = run_psql(&psql, &s.pg, "default", None, &["-c", "SHOW no_such_thing"]);
     assert!(
         !ok && err.contains("unrecognized configuration parameter"),

@@ -3,11 +3,13 @@
 //! Each statement is parsed by the pg_catalog crate's PostgreSQL-compatibility parser (which
 //! rewrites what psql, pgjdbc and SQLAlchemy send about the catalog into what DataFusion
 //! plans), then:
-//! - `SHOW` is answered by [`super::settings`]; `SET` and transaction statements by
-//!   datafusion-postgres's hooks and [`super::savepoints`] (settings kept per connection; a
-//!   transaction or savepoint is accepted and has no effect, the tables being read-only);
+//! - `SHOW` and `SET TimeZone` are answered by [`super::settings`]; other `SET`s and
+//!   transaction statements by datafusion-postgres's hooks and [`super::savepoints`]
+//!   (settings kept per connection; a transaction or savepoint is accepted and has no effect,
+//!   the tables being read-only);
 //! - every other statement is planned on a session of the connection's tenant
-//!   ([`super::session`]: the connection's catalog, a runtime of the statement's own), refused unless it only reads (SQLSTATE 25006), and run as a
+//!   ([`super::session`]: the connection's catalog, a runtime of the statement's own),
+//!   refused unless it only reads (SQLSTATE 25006), and run as a
 //!   [`Limited`](crate::stream::Limited) stream: the HTTP route's slots, time, memory and
 //!   row bounds, refusals in PostgreSQL's terms, and a cancel request stops it.
 //!
@@ -69,7 +71,7 @@ pub struct Parser {
 impl Queries {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(super::settings::ShowHook),
+            Arc::new(super::settings::SettingsHook),
             Arc::new(SetShowHook),
             Arc::new(super::savepoints::SavepointHook),
             Arc::new(TransactionStatementHook),

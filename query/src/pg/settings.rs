@@ -6,7 +6,9 @@
 //! Strata answers `SHOW` itself, ahead of datafusion-postgres's hook, because that hook reports
 //! `server_version` as DataFusion's version (drivers parse a PostgreSQL version there), names
 //! the isolation level two ways, and answers an unknown name with a row instead of
-//! PostgreSQL's error (SQLSTATE 42704).
+//! PostgreSQL's error (SQLSTATE 42704). It also keeps `SET TimeZone = 'x'` (psql's way of
+//! writing it), which that hook hands to DataFusion, where it is lost; an unknown zone is
+//! SQLSTATE 22023, as in PostgreSQL.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,14 +18,16 @@ use async_trait::async_trait;
 use datafusion::common::{DFSchema, ParamValues};
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Expr, Set, Statement};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use futures::stream;
 use pgwire::api::ClientInfo;
 use pgwire::api::Type;
-use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::startup::ParameterStatus;
 
 use super::startup::SERVER_VERSION;
 
@@ -138,6 +142,24 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Settings a client cannot change: what the server is, and what Strata's parser and
+/// read-only tables always do.
+const FIXED: &[&str] = &[
+    "default_transaction_read_only",
+    "integer_datetimes",
+    "is_superuser",
+    "lc_collate",
+    "lc_ctype",
+    "max_identifier_length",
+    "max_index_keys",
+    "server_encoding",
+    "server_version",
+    "server_version_num",
+    "standard_conforming_strings",
+    "statement_timeout",
+    "transaction_read_only",
+];
+
 /// `server_version_num` of [`SERVER_VERSION`]: `16.6` is `160006`.
 fn version_num() -> String {
     let mut parts = SERVER_VERSION
@@ -149,7 +171,7 @@ fn version_num() -> String {
 }
 
 /// The connection's settings by lowercase name: the defaults, then what the client sent at
-/// login or `SET` (server-side settings such as `server_version` stay the server's).
+/// login or `SET`, except for the [`FIXED`] ones (`statement_timeout` comes from its own key).
 pub fn settings(client: &HashMap<String, String>) -> HashMap<String, String> {
     let mut s: HashMap<String, String> = DEFAULTS
         .iter()
@@ -158,7 +180,7 @@ pub fn settings(client: &HashMap<String, String>) -> HashMap<String, String> {
     s.insert("server_version_num".into(), version_num());
     for (k, v) in client {
         let k = k.to_ascii_lowercase();
-        if s.contains_key(&k) && !k.starts_with("server_") && k != "statement_timeout" {
+        if s.contains_key(&k) && !FIXED.contains(&k.as_str()) {
             s.insert(k, v.clone());
         }
     }
@@ -255,17 +277,64 @@ fn response(columns: &[&str], rows: Vec<Vec<String>>) -> PgWireResult<Response> 
     )))
 }
 
-/// Answers `SHOW` from [`settings`].
-pub struct ShowHook;
+/// The zone of `SET TimeZone = 'x'` / `SET timezone TO x` (`DEFAULT` is UTC).
+fn time_zone_assignment(statement: &Statement) -> Option<String> {
+    let Statement::Set(Set::SingleAssignment {
+        scope: None,
+        hivevar: false,
+        variable,
+        values,
+    }) = statement
+    else {
+        return None;
+    };
+    if !variable.to_string().eq_ignore_ascii_case("timezone") {
+        return None;
+    }
+    Some(match values.first()? {
+        Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default") => "UTC".into(),
+        Expr::Identifier(i) => i.value.clone(),
+        Expr::Value(v) => v.clone().into_string()?,
+        other => other.to_string(),
+    })
+}
+
+/// Keeps the client's zone where `SHOW`, `current_setting()` and datafusion-postgres's own
+/// `SET TIME ZONE` keep it, and reports it as PostgreSQL does (`ParameterStatus`).
+async fn set_time_zone(zone: String, client: &mut dyn HookClient) -> PgWireResult<Response> {
+    if zone.parse::<arrow::array::timezone::Tz>().is_err() {
+        return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "22023".into(),
+            format!("invalid value for parameter \"TimeZone\": \"{zone}\""),
+        ))));
+    }
+    client
+        .metadata_mut()
+        .insert("timezone".into(), zone.clone());
+    client
+        .send_message(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+            "TimeZone".into(),
+            zone,
+        )))
+        .await?;
+    Ok(Response::Execution(Tag::new("SET")))
+}
+
+/// Answers `SHOW` from [`settings`] and keeps `SET TimeZone`.
+pub struct SettingsHook;
 
 #[async_trait]
-impl QueryHook for ShowHook {
+impl QueryHook for SettingsHook {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
         _ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(zone) = time_zone_assignment(statement) {
+            return Some(set_time_zone(zone, client).await);
+        }
         let show = show(statement)?;
         Some(answer(&show, client.metadata()).and_then(|(c, r)| response(&c, r)))
     }
@@ -276,6 +345,12 @@ impl QueryHook for ShowHook {
         _ctx: &SessionContext,
         client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
+        if time_zone_assignment(statement).is_some() {
+            return Some(Ok(LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(DFSchema::empty()),
+            })));
+        }
         let show = show(statement)?;
         Some(answer(&show, client.metadata()).and_then(|(columns, _)| {
             let schema = Schema::new(
@@ -300,6 +375,9 @@ impl QueryHook for ShowHook {
         _ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(zone) = time_zone_assignment(statement) {
+            return Some(set_time_zone(zone, client).await);
+        }
         let show = show(statement)?;
         Some(answer(&show, client.metadata()).and_then(|(c, r)| response(&c, r)))
     }
@@ -321,12 +399,14 @@ mod tests {
         let s = settings(&client(&[
             ("TimeZone", "Europe/Paris"),
             ("server_version", "99"),
+            ("is_superuser", "on"),
             ("statement_timeout_ms", "1500"),
             ("user", "x"),
         ]));
         assert_eq!(s["timezone"], "Europe/Paris");
         assert_eq!(s["server_version"], SERVER_VERSION);
         assert_eq!(s["server_version_num"], "160006");
+        assert_eq!(s["is_superuser"], "off");
         assert_eq!(s["statement_timeout"], "1500ms");
         assert!(!s.contains_key("user"));
     }
@@ -336,6 +416,24 @@ mod tests {
         Parser::parse_sql(&PostgreSqlDialect {}, sql)
             .unwrap()
             .remove(0)
+    }
+
+    #[test]
+    fn set_timezone_is_read_in_each_spelling() {
+        let zone = |sql: &str| time_zone_assignment(&parse(sql));
+        assert_eq!(
+            zone("SET TimeZone = 'Europe/Paris'").as_deref(),
+            Some("Europe/Paris")
+        );
+        assert_eq!(zone("SET timezone TO UTC").as_deref(), Some("UTC"));
+        assert_eq!(zone("SET TIMEZONE = DEFAULT").as_deref(), Some("UTC"));
+        assert_eq!(zone("SET search_path = public"), None);
+        assert!("Europe/Paris".parse::<arrow::array::timezone::Tz>().is_ok());
+        assert!(
+            "Mars/Olympus"
+                .parse::<arrow::array::timezone::Tz>()
+                .is_err()
+        );
     }
 
     #[test]
