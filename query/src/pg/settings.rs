@@ -321,6 +321,18 @@ async fn set_time_zone(zone: String, client: &mut dyn HookClient) -> PgWireResul
     Ok(Response::Execution(Tag::new("SET")))
 }
 
+/// The answer to `statement` in either protocol, `None` when it is not this hook's.
+async fn respond(
+    statement: &Statement,
+    client: &mut dyn HookClient,
+) -> Option<PgWireResult<Response>> {
+    if let Some(zone) = time_zone_assignment(statement) {
+        return Some(set_time_zone(zone, client).await);
+    }
+    let show = show(statement)?;
+    Some(answer(&show, client.metadata()).and_then(|(c, r)| response(&c, r)))
+}
+
 /// Answers `SHOW` from [`settings`] and keeps `SET TimeZone`.
 pub struct SettingsHook;
 
@@ -332,11 +344,7 @@ impl QueryHook for SettingsHook {
         _ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        if let Some(zone) = time_zone_assignment(statement) {
-            return Some(set_time_zone(zone, client).await);
-        }
-        let show = show(statement)?;
-        Some(answer(&show, client.metadata()).and_then(|(c, r)| response(&c, r)))
+        respond(statement, client).await
     }
 
     async fn handle_extended_parse_query(
@@ -375,11 +383,7 @@ impl QueryHook for SettingsHook {
         _ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        if let Some(zone) = time_zone_assignment(statement) {
-            return Some(set_time_zone(zone, client).await);
-        }
-        let show = show(statement)?;
-        Some(answer(&show, client.metadata()).and_then(|(c, r)| response(&c, r)))
+        respond(statement, client).await
     }
 }
 
