@@ -196,9 +196,34 @@ pub struct AgentArgs {
     #[arg(long = "tail", value_name = "GLOB")]
     pub tail: Vec<String>,
     #[command(flatten)]
+    pub receivers: ReceiverArgs,
+    #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
     pub ship: ShipArgs,
+}
+
+/// Listeners of the other ingest protocols, each on a port of its own (the OTLP/HTTP port
+/// serves them too: Zipkin at `/api/v2/spans`, Elasticsearch under `/elastic`).
+#[derive(Debug, Clone, Args)]
+pub struct ReceiverArgs {
+    /// Zipkin v2 listen address (POST /api/v2/spans; 9411 by convention). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub zipkin: Option<String>,
+    /// Elasticsearch bulk ingest listen address (the API at the root). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub elasticsearch: Option<String>,
+}
+
+impl ReceiverArgs {
+    fn apply(self, c: &mut AgentConfig) {
+        if self.zipkin.is_some() {
+            c.zipkin = self.zipkin;
+        }
+        if self.elasticsearch.is_some() {
+            c.elasticsearch = self.elasticsearch;
+        }
+    }
 }
 
 impl AgentArgs {
@@ -206,6 +231,7 @@ impl AgentArgs {
         self.security.apply(&mut c.tls, &mut c.auth);
         self.security.apply_limits(&mut c.limits);
         self.ship.apply(&mut c);
+        self.receivers.apply(&mut c);
         set(&mut c.id, self.id);
         set(&mut c.data_dir, self.data_dir);
         set(&mut c.otlp_grpc, self.otlp_grpc);
@@ -335,6 +361,8 @@ pub struct StandaloneArgs {
     /// Compactor HTTP address (/metrics, /ready); none unless given.
     #[arg(long)]
     pub compactor_http: Option<String>,
+    #[command(flatten)]
+    pub receivers: ReceiverArgs,
     /// TLS and auth of every listener the process opens.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -378,6 +406,7 @@ impl StandaloneArgs {
         set(&mut collector.http, self.collector_http);
         agent.collectors = vec![loopback(&collector.flight)];
         add_tail(&mut agent, self.tail);
+        self.receivers.apply(&mut agent);
         self.security.apply(&mut agent.tls, &mut agent.auth);
         self.security.apply_limits(&mut agent.limits);
         self.security.apply(&mut collector.tls, &mut collector.auth);

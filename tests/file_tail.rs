@@ -19,15 +19,21 @@ fn standalone(dir: &Path, name: &str, sources: &str) -> Standalone {
     common::standalone(dir, name, Some(sources), &[])
 }
 
-/// One `[[agent.files]]` table tuned for tests: fast polling, short rotate wait.
+/// One `[[agent.files]]` table tuned for tests: fast polling and discovery, short rotate
+/// wait.
 fn source(name: &str, include: &[&Path], extra: &str) -> String {
+    source_discovering(name, include, 100, extra)
+}
+
+/// [`source`] with globs expanded every `discovery_ms`.
+fn source_discovering(name: &str, include: &[&Path], discovery_ms: u64, extra: &str) -> String {
     let globs: Vec<String> = include
         .iter()
         .map(|p| format!("{:?}", p.display().to_string()))
         .collect();
     format!(
         "[[agent.files]]\nname = \"{name}\"\ninclude = [{}]\npoll_interval_ms = 20\n\
-         discovery_interval_ms = 100\nrotate_wait_ms = 1500\nbatch_max_age_ms = 50\n\
+         discovery_interval_ms = {discovery_ms}\nrotate_wait_ms = 1500\nbatch_max_age_ms = 50\n\
          partial_line_timeout_ms = 500\n{extra}\n",
         globs.join(", ")
     )
@@ -90,6 +96,20 @@ fn write_sequence(
     rotation: Rotation,
     max_time: Duration,
 ) -> (u64, u64) {
+    write_rotating(path, total, per_sec, rotation, max_time, |_| {
+        Duration::from_secs(1)
+    })
+}
+
+/// [`write_sequence`], rotating after `every(rotations so far)`.
+fn write_rotating(
+    path: &Path,
+    total: u64,
+    per_sec: u64,
+    rotation: Rotation,
+    max_time: Duration,
+    every: impl Fn(u64) -> Duration,
+) -> (u64, u64) {
     let open = |p: &Path| {
         OpenOptions::new()
             .create(true)
@@ -109,7 +129,7 @@ fn write_sequence(
             i += 1;
         }
         file.flush().expect("flush");
-        if rotation != Rotation::None && last_rotation.elapsed() >= Duration::from_secs(1) {
+        if rotation != Rotation::None && last_rotation.elapsed() >= every(rotations) {
             rotations += 1;
             last_rotation = Instant::now();
             let rotated = path.with_extension(format!("log.{rotations}"));
@@ -214,6 +234,60 @@ fn rename_rotation_under_a_fast_writer_loses_nothing() {
         ) >= rotations
     });
     drop(s.proc);
+}
+
+/// Rotation every 50-100 ms under a writer of 10,000 lines a second, with the default
+/// discovery interval of 1 s: most files live and are rotated away between two discoveries.
+/// With file events every line arrives exactly once; polling alone (`watch = false`, the
+/// control) loses the files it never saw.
+#[test]
+fn rotation_faster_than_discovery_is_followed_through_file_events() {
+    let every = |r: u64| Duration::from_millis(50 + (r * 37) % 51);
+    let run = |name: &str, watch: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let app = logs.join("app.log");
+        let s = standalone(
+            dir.path(),
+            name,
+            &source_discovering("app", &[&app], 1000, &format!("watch = {watch}")),
+        );
+        let (n, rotations) = write_rotating(
+            &app,
+            20_000,
+            10_000,
+            Rotation::Rename,
+            Duration::from_secs(20),
+            every,
+        );
+        assert_eq!(n, 20_000);
+        (dir, s, n, rotations)
+    };
+    let (_dir, s, n, rotations) = run("fast-rotation", true);
+    assert!(rotations >= 15, "{rotations} rotations");
+    eventually(Duration::from_secs(60), "every written line stored", || {
+        stored(&s.query).1 >= n
+    });
+    let (rows, distinct) = settle(&s.query, Duration::from_secs(10), Duration::from_secs(1));
+    println!(
+        "fast rotation, events: {n} lines over {rotations} rotations; {rows} rows, {distinct} distinct"
+    );
+    if (rows, distinct) != (n, n) {
+        println!("missing: {:?}", missing_runs(&s.query, n));
+    }
+    assert_exact_sequence(&s.query, n);
+    drop(s);
+    let (_dir, s, n, rotations) = run("fast-rotation-polling", false);
+    let (rows, distinct) = settle(&s.query, Duration::from_secs(10), Duration::from_secs(2));
+    println!(
+        "fast rotation, polling only: {n} lines over {rotations} rotations; {rows} rows, {distinct} distinct"
+    );
+    assert!(
+        distinct < n,
+        "polling alone cannot see files rotated between discoveries"
+    );
+    drop(s);
 }
 
 #[test]

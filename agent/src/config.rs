@@ -44,6 +44,13 @@ pub struct AgentConfig {
     /// OTLP/HTTP listen address (`/v1/traces`, `/v1/metrics`, `/v1/logs`, plus `/metrics` and
     /// `/ready`).
     pub otlp_http: String,
+    /// Zipkin v2 listen address (`POST /api/v2/spans` at its root; 9411 by convention). Off
+    /// unless set; the OTLP/HTTP port takes Zipkin spans at the same path either way.
+    pub zipkin: Option<String>,
+    /// Elasticsearch bulk ingest listen address (the API at its root, for shippers that
+    /// cannot take a path prefix). Off unless set; the OTLP/HTTP port serves it under
+    /// `/elastic` either way.
+    pub elasticsearch: Option<String>,
     /// Collectors as `HOST:PORT`. A host name that resolves to several addresses contributes
     /// every address; names are re-resolved every `dns_refresh_secs`.
     pub collectors: Vec<String>,
@@ -120,6 +127,8 @@ impl Default for AgentConfig {
             data_dir: PathBuf::from("data/agent"),
             otlp_grpc: "0.0.0.0:4317".into(),
             otlp_http: "0.0.0.0:4318".into(),
+            zipkin: None,
+            elasticsearch: None,
             collectors: vec!["127.0.0.1:4320".into()],
             dns_refresh_secs: 30,
             default_tenant: strata_schema::envelope::DEFAULT_TENANT.into(),

@@ -1,7 +1,9 @@
 //! The Strata agent: the edge tier.
 //!
-//! It receives OTLP over gRPC and HTTP (`strata_ingest::otlp`), turns every request into an Arrow
-//! record batch (through `strata-schema`, straight from the prost types), and hands it to the
+//! It receives OTLP over gRPC and HTTP (`strata_ingest::otlp`; Prometheus remote write,
+//! Zipkin and Elasticsearch bulk requests on the same HTTP port, and the last two on ports of
+//! their own if asked), turns every request into an Arrow record batch (through
+//! `strata-schema`, straight from the prost types), and hands it to the
 //! [`shipper`], which routes rows to collectors by consistent hashing ([`ring`]), makes them
 //! durable in the [`buffer`] (on disk by default) before the request is answered, then batches
 //! them by size and age and ships them over Arrow Flight `DoPut`.
@@ -70,6 +72,14 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     // Listeners first: a port that cannot be bound stops the agent before it started anything.
     let grpc = security.bind("OTLP/gRPC", &config.otlp_grpc).await?;
     let http = security.bind("OTLP/HTTP", &config.otlp_http).await?;
+    let zipkin = match config.zipkin.as_deref().filter(|a| !a.is_empty()) {
+        Some(addr) => Some(security.bind("Zipkin", addr).await?),
+        None => None,
+    };
+    let elasticsearch = match config.elasticsearch.as_deref().filter(|a| !a.is_empty()) {
+        Some(addr) => Some(security.bind("Elasticsearch", addr).await?),
+        None => None,
+    };
     let agent_metrics = Arc::new(metrics::AgentMetrics::register(
         &mut registry.lock_registry(),
     ));
@@ -137,7 +147,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     );
     let ready = shipper.clone();
     let http_app =
-        strata_ingest::otlp::http::router(receiver.clone()).merge(strata_server::admin_router(
+        strata_ingest::http::router(receiver.clone()).merge(strata_server::admin_router(
             registry.clone(),
             Arc::new(move || ready.is_ready()),
             &security.gate(),
@@ -147,6 +157,22 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> Result
     // then the shipper drains what was accepted.
     let mut servers = strata_server::Servers::new(shutdown.clone());
     let stop = shutdown.clone();
+    if let Some(listener) = zipkin {
+        info!(zipkin = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Zipkin listening");
+        let app = strata_ingest::zipkin::router(receiver.clone());
+        servers.spawn(
+            "Zipkin",
+            strata_server::serve_http("Zipkin", listener, app, shutdown.clone()),
+        );
+    }
+    if let Some(listener) = elasticsearch {
+        info!(elasticsearch = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Elasticsearch bulk ingest listening");
+        let app = strata_ingest::elastic::router(receiver.clone());
+        servers.spawn(
+            "Elasticsearch",
+            strata_server::serve_http("Elasticsearch", listener, app, shutdown.clone()),
+        );
+    }
     servers.spawn(
         "OTLP/gRPC",
         strata_ingest::otlp::grpc::serve(receiver, grpc, stop),

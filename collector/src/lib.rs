@@ -199,7 +199,7 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     }
     if let Some(listener) = otlp_http {
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "collector OTLP/HTTP listening");
-        let app = strata_ingest::otlp::http::router(receiver);
+        let app = strata_ingest::http::router(receiver);
         servers.spawn(
             "OTLP/HTTP",
             serve_http("OTLP/HTTP", listener, app, shutdown.clone()),

@@ -16,13 +16,12 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use strata_schema::remote_write;
 
 use strata_server::auth::Scope;
 
 use crate::otlp::{Converted, Metrics, OtlpReceiver, Payload, Rejected, TENANT_HEADER};
-use crate::sink::RETRY_AFTER_SECS;
+use crate::plain::text_response_retry;
 
 /// Path of the remote write endpoint.
 pub const PATH: &str = "/api/v1/write";
@@ -52,33 +51,8 @@ pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
         Router::new().route(PATH, post(write)).with_state(state),
         gate,
         Scope::Write,
-        |denied, _| {
-            text_response(
-                strata_server::auth::http::status(denied),
-                denied.message().to_string(),
-            )
-        },
+        crate::plain::denied,
     )
-}
-
-/// A plain-text answer; 429 and 503 carry `Retry-After` ([`RETRY_AFTER_SECS`]).
-fn text_response(status: StatusCode, msg: String) -> Response {
-    let retry = matches!(
-        status,
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    )
-    .then_some(RETRY_AFTER_SECS);
-    text_response_retry(status, msg, retry)
-}
-
-/// A plain-text answer with `Retry-After: retry_after` when given.
-fn text_response_retry(status: StatusCode, msg: String, retry_after: Option<u64>) -> Response {
-    let mut resp = (status, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
-    if let Some(secs) = retry_after {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-    }
-    resp
 }
 
 /// Counts a refused request and answers it.
@@ -88,10 +62,7 @@ fn refuse(
     status: StatusCode,
     msg: String,
 ) -> Response {
-    receiver
-        .metrics()
-        .refused_request("metrics", PROTOCOL, reason);
-    text_response(status, msg)
+    crate::plain::refuse(receiver, "metrics", PROTOCOL, reason, status, msg)
 }
 
 /// Whether the request is remote write 1.0 in snappy; the refusal otherwise.
@@ -173,24 +144,9 @@ async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Respo
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let limit = receiver.max_request_bytes();
-    let body = match Limited::new(request.into_body(), limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return refuse(
-                receiver,
-                "too_large",
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body exceeds {limit} bytes"),
-            );
-        }
-        Err(e) => {
-            return refuse(
-                receiver,
-                "bad_body",
-                StatusCode::BAD_REQUEST,
-                format!("cannot read request body: {e}"),
-            );
-        }
+    let body = match crate::body::read(request.into_body(), limit).await {
+        Ok(b) => b,
+        Err(e) => return refuse(receiver, e.reason(), e.status(), e.to_string()),
     };
     let decoded = match remote_write::decode(&body, limit) {
         Ok(d) => d,
@@ -258,25 +214,14 @@ async fn write(State(state): State<Arc<RemoteWrite>>, request: Request) -> Respo
 
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
-    use axum::http::Request as HttpRequest;
     use strata_schema::Signal;
     use strata_schema::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
-    use tower::ServiceExt;
 
     use super::*;
-    use crate::otlp::OtlpMetrics;
     use crate::test_sink::Sink;
 
     fn app(sink: Arc<Sink>) -> Router {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = Arc::new(OtlpMetrics::register(&mut registry, "test"));
-        router(Arc::new(OtlpReceiver::new(
-            sink,
-            metrics,
-            1 << 20,
-            Arc::new(strata_server::auth::Gate::open("default")),
-        )))
+        router(crate::test_sink::receiver(sink, 1 << 20))
     }
 
     fn rows(sink: &Sink) -> usize {
@@ -313,17 +258,8 @@ mod tests {
     }
 
     async fn post(app: Router, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, String) {
-        let mut req = HttpRequest::post(PATH);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = app
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        let (status, _, body) = crate::test_sink::call(app, "POST", PATH, body, headers).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     const SNAPPY: [(&str, &str); 2] = [

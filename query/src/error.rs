@@ -102,15 +102,22 @@ impl QueryError {
     }
 }
 
-impl IntoResponse for QueryError {
-    fn into_response(self) -> Response {
-        let message = match &self {
+impl QueryError {
+    /// The message a client is sent: an internal error's detail is logged, not sent.
+    pub fn public_message(&self) -> String {
+        match self {
             QueryError::Internal(detail) => {
                 error!(error = %detail, "query failed");
                 "internal error".to_string()
             }
             other => other.to_string(),
-        };
+        }
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let message = self.public_message();
         let body = serde_json::json!({
             "status": "error",
             "errorType": self.error_type(),

@@ -14,7 +14,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use tower_http::decompression::RequestDecompressionLayer;
 
@@ -127,8 +126,8 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// The OTLP/HTTP routes over `receiver`, and Prometheus remote write beside them, behind
-/// the receiver's gate with the `write` scope.
+/// The OTLP/HTTP routes over `receiver`, behind the receiver's gate with the `write` scope
+/// ([`crate::http::router`] adds the other receivers of the port).
 pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
     let otlp = Router::new()
         .route(Traces::HTTP_PATH, post(export::<Traces>))
@@ -137,7 +136,6 @@ pub fn router(receiver: Arc<OtlpReceiver>) -> Router {
         .layer(RequestDecompressionLayer::new().gzip(true))
         .with_state(receiver.clone());
     strata_server::auth::http::require(otlp, receiver.gate().clone(), Scope::Write, refusal)
-        .merge(crate::remote_write::router(receiver))
 }
 
 /// An auth refusal as an OTLP error, in the request's encoding.
@@ -177,30 +175,17 @@ async fn export<S: OtlpSignal>(
         .get(TENANT_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let limit = receiver.max_request_bytes();
-    let body = match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            receiver
-                .metrics()
-                .refused_request(signal, "http", "too_large");
-            return Err(HttpError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::ResourceExhausted as i32,
-                format!("request body exceeds {limit} bytes (after decompression)"),
-                enc,
-            ));
-        }
+    let body = match crate::body::read(request.into_body(), receiver.max_request_bytes()).await {
+        Ok(b) => b,
         Err(e) => {
             receiver
                 .metrics()
-                .refused_request(signal, "http", "bad_body");
-            return Err(HttpError::new(
-                StatusCode::BAD_REQUEST,
-                Code::InvalidArgument as i32,
-                format!("cannot read request body: {e}"),
-                enc,
-            ));
+                .refused_request(signal, "http", e.reason());
+            let code = match e {
+                crate::body::BodyError::TooLarge(_) => Code::ResourceExhausted,
+                crate::body::BodyError::Unreadable(_) => Code::InvalidArgument,
+            };
+            return Err(HttpError::new(e.status(), code as i32, e.to_string(), enc));
         }
     };
     let payload = match enc {
@@ -226,25 +211,15 @@ async fn export<S: OtlpSignal>(
 mod tests {
     use std::io::Write;
 
-    use axum::http::Request as HttpRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use strata_schema::Signal;
-    use tower::ServiceExt;
 
     use super::*;
-    use crate::otlp::OtlpMetrics;
     use crate::test_sink::Sink;
 
     fn app(sink: Arc<Sink>, limit: usize) -> Router {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = Arc::new(OtlpMetrics::register(&mut registry, "test"));
-        router(Arc::new(OtlpReceiver::new(
-            sink,
-            metrics,
-            limit,
-            Arc::new(strata_server::auth::Gate::open("default")),
-        )))
+        router(crate::test_sink::receiver(sink, limit))
     }
 
     fn traces(n: usize) -> ExportTraceServiceRequest {
@@ -272,24 +247,9 @@ mod tests {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, HeaderMap, Vec<u8>) {
-        let mut req = HttpRequest::post("/v1/traces");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = app
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        (status, headers, bytes)
+        let (status, headers, bytes) =
+            crate::test_sink::call(app, "POST", "/v1/traces", body, headers).await;
+        (status, headers, bytes.to_vec())
     }
 
     #[tokio::test]

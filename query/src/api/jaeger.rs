@@ -19,13 +19,12 @@ use serde_json::{Value, json};
 use strata_schema::{any_value_to_string, columns, hex_id};
 
 use super::AppState;
+use super::params::{number, param, params};
 use crate::error::QueryError;
 use crate::traces::filter::{self, quote};
 use crate::traces::search::{SearchRequest, search as run_search};
-use crate::traces::{TimeRange, fetch, now_ns, run, strings, text, traceql};
+use crate::traces::{TimeRange, catalog, fetch, now_ns, traceql};
 
-/// Services and operations are listed from this much recent time.
-pub const CATALOG_LOOKBACK_NS: i64 = 7 * 24 * 3_600 * 1_000_000_000;
 /// Trace search without `start` looks back this far.
 pub const DEFAULT_LOOKBACK_NS: i64 = 3_600 * 1_000_000_000;
 pub const DEFAULT_LIMIT: usize = 20;
@@ -43,13 +42,7 @@ impl From<QueryError> for JaegerError {
 impl IntoResponse for JaegerError {
     fn into_response(self) -> Response {
         let status = self.0.status();
-        let msg = match &self.0 {
-            QueryError::Internal(detail) => {
-                tracing::error!(error = %detail, "jaeger query failed");
-                "internal error".to_string()
-            }
-            other => other.to_string(),
-        };
+        let msg = self.0.public_message();
         let body = json!({
             "data": null, "total": 0, "limit": 0, "offset": 0,
             "errors": [{ "code": status.as_u16(), "msg": msg }],
@@ -64,46 +57,11 @@ fn envelope(data: Value, total: usize) -> Json<Value> {
     Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": null }))
 }
 
-/// Query parameters, repeated keys kept (`traceID` may repeat).
-fn params(raw: Option<String>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, v)| k == name && !v.trim().is_empty())
-        .map(|(_, v)| v.trim())
-}
-
-fn number(params: &[(String, String)], name: &str) -> Result<Option<i64>, QueryError> {
-    param(params, name)
-        .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| QueryError::BadRequest(format!("{name}={v:?} is not an integer")))
-        })
-        .transpose()
-}
-
-fn catalog_range() -> TimeRange {
-    let end_ns = now_ns();
-    TimeRange {
-        start_ns: end_ns.saturating_sub(CATALOG_LOOKBACK_NS),
-        end_ns,
-    }
-}
-
 /// `GET /jaeger/api/services`.
 pub async fn services(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     let ctx = state.engine.session(state.tenant(&headers)?)?;
-    let sql = format!(
-        "SELECT DISTINCT {s} AS s FROM spans WHERE {} AND {s} IS NOT NULL ORDER BY s",
-        catalog_range().sql(),
-        s = columns::SERVICE_NAME
-    );
-    let names = single_column(&ctx, &sql, "s", &state).await?;
+    let timeout = state.engine.config().timeout();
+    let names = catalog::services(&ctx, catalog::recent(), timeout).await?;
     let total = names.len();
     Ok(envelope(json!(names), total))
 }
@@ -154,38 +112,8 @@ async fn operation_rows(
     kind: Option<i32>,
 ) -> Result<Vec<(String, i32)>, QueryError> {
     let ctx = state.engine.session(state.tenant(headers)?)?;
-    let kind_filter = kind
-        .map(|k| format!(" AND {} = {k}", columns::KIND))
-        .unwrap_or_default();
-    let sql = format!(
-        "SELECT DISTINCT {n} AS n, {k} AS k FROM spans WHERE {} AND {} = {}{kind_filter} ORDER BY n, k",
-        catalog_range().sql(),
-        columns::SERVICE_NAME,
-        quote(service),
-        n = columns::NAME,
-        k = columns::KIND,
-    );
-    let mut out = Vec::new();
-    for batch in run(&ctx, &sql, state.engine.config().timeout()).await? {
-        let n = strings(&batch, "n")?;
-        let k = crate::traces::ints(&batch, "k")?;
-        out.extend((0..batch.num_rows()).map(|i| (text(&n, i).to_string(), k.value(i) as i32)));
-    }
-    Ok(out)
-}
-
-async fn single_column(
-    ctx: &datafusion::prelude::SessionContext,
-    sql: &str,
-    column: &str,
-    state: &AppState,
-) -> Result<Vec<String>, QueryError> {
-    let mut out = Vec::new();
-    for batch in run(ctx, sql, state.engine.config().timeout()).await? {
-        let c = strings(&batch, column)?;
-        out.extend((0..batch.num_rows()).map(|i| text(&c, i).to_string()));
-    }
-    Ok(out)
+    let timeout = state.engine.config().timeout();
+    catalog::operations(&ctx, catalog::recent(), service, kind, timeout).await
 }
 
 /// `GET /jaeger/api/traces`: search by `service`, `operation`, `tags` (a JSON object, or
@@ -249,7 +177,7 @@ fn search_request(p: &[(String, String)]) -> Result<SearchRequest, QueryError> {
         tags.push((k.to_string(), v.to_string()));
     }
     for (k, v) in tags {
-        extra.push(jaeger_tag(&k, &v)?);
+        extra.push(filter::tag_or_status(&k, &v).map_err(QueryError::BadRequest)?);
     }
     for (name, op) in [("minDuration", ">="), ("maxDuration", "<=")] {
         if let Some(d) = param(p, name) {
@@ -282,17 +210,6 @@ fn search_request(p: &[(String, String)]) -> Result<SearchRequest, QueryError> {
         limit,
         min_trace_nanos: None,
         max_trace_nanos: None,
-    })
-}
-
-/// A Jaeger tag filter: `error=true` also matches spans with an error status, since OTLP
-/// keeps errors in the status rather than in a tag.
-fn jaeger_tag(key: &str, value: &str) -> Result<String, QueryError> {
-    let p = filter::tag_predicate(key, value).map_err(QueryError::BadRequest)?;
-    Ok(if key == "error" && value == "true" {
-        format!("({p} OR coalesce({}, 0) = 2)", columns::STATUS_CODE)
-    } else {
-        p
     })
 }
 
@@ -333,35 +250,12 @@ pub async fn dependencies(
         start_ns: end_ns.saturating_sub(lookback_ns),
         end_ns,
     };
-    // A parent may have started up to an hour before its child's range.
-    let parent_range = TimeRange {
-        start_ns: range.start_ns.saturating_sub(3_600 * 1_000_000_000),
-        end_ns,
-    };
     let ctx = state.engine.session(state.tenant(&headers)?)?;
-    let sql = format!(
-        "SELECT p.service_name AS parent, c.service_name AS child, count(*) AS calls \
-         FROM (SELECT trace_id, parent_span_id, service_name FROM spans WHERE {} AND parent_span_id IS NOT NULL) c \
-         JOIN (SELECT trace_id, span_id, service_name FROM spans WHERE {}) p \
-           ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id \
-         WHERE p.service_name <> c.service_name \
-         GROUP BY p.service_name, c.service_name ORDER BY parent, child",
-        range.sql(),
-        parent_range.sql()
-    );
-    let mut data = Vec::new();
-    for batch in run(&ctx, &sql, state.engine.config().timeout()).await? {
-        let parent = strings(&batch, "parent")?;
-        let child = strings(&batch, "child")?;
-        let calls = crate::traces::ints(&batch, "calls")?;
-        for i in 0..batch.num_rows() {
-            data.push(json!({
-                "parent": text(&parent, i),
-                "child": text(&child, i),
-                "callCount": calls.value(i),
-            }));
-        }
-    }
+    let edges = catalog::dependencies(&ctx, range, state.engine.config().timeout()).await?;
+    let data: Vec<Value> = edges
+        .iter()
+        .map(|d| json!({ "parent": d.parent, "child": d.child, "callCount": d.calls }))
+        .collect();
     let total = data.len();
     Ok(envelope(json!(data), total))
 }

@@ -5,6 +5,7 @@
 //! - [`tempo`]: Tempo's API (`/api/traces/{id}`, `/api/v2/traces/{id}`, `/api/search`, tags,
 //!   `/api/echo`, `/api/status/buildinfo`) for Grafana's Tempo datasource
 //! - [`jaeger`]: Jaeger's query API under `/jaeger/api/` for Grafana's Jaeger datasource
+//! - [`zipkin`]: Zipkin's query API under `/zipkin/api/v2/` for Grafana's Zipkin datasource
 //! - [`loki`]: Loki's query API under `/loki/api/v1/` (log queries) for Grafana's Loki
 //!   datasource and trace-to-logs links
 //! - `/metrics` and `/ready` from the shared admin routes.
@@ -17,9 +18,11 @@
 pub mod jaeger;
 mod limits;
 pub mod loki;
+mod params;
 pub mod prom;
 pub mod sql;
 pub mod tempo;
+pub mod zipkin;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,6 +95,12 @@ pub fn router(state: AppState) -> Router {
         .route("/jaeger/api/traces", get(jaeger::find_traces))
         .route("/jaeger/api/traces/{trace_id}", get(jaeger::trace))
         .route("/jaeger/api/dependencies", get(jaeger::dependencies))
+        .route("/zipkin/api/v2/services", get(zipkin::services))
+        .route("/zipkin/api/v2/spans", get(zipkin::span_names))
+        .route("/zipkin/api/v2/traces", get(zipkin::traces))
+        .route("/zipkin/api/v2/trace/{trace_id}", get(zipkin::trace))
+        .route("/zipkin/api/v2/traceMany", get(zipkin::trace_many))
+        .route("/zipkin/api/v2/dependencies", get(zipkin::dependencies))
         .route("/loki/api/v1/query_range", get(loki::query_range))
         .route("/loki/api/v1/query", get(loki::query))
         .route("/loki/api/v1/labels", get(loki::labels))

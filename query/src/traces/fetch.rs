@@ -88,13 +88,15 @@ fn from_batches(batches: &[RecordBatch]) -> Result<Vec<ResourceSpans>, QueryErro
     strata_schema::traces::from_batches(batches).map_err(|e| QueryError::Internal(e.to_string()))
 }
 
-/// Keeps one copy of each span id: a batch retried after a lost acknowledgement may have been
-/// stored twice, and a trace view must not show a span twice.
+/// Keeps one copy of each span (id and kind): a batch retried after a lost acknowledgement
+/// may have been stored twice, and a trace view must not show a span twice. The kind is part
+/// of the key because Zipkin's shared spans are two: the client and the server half of one id.
 pub fn dedup_spans(resource_spans: &mut Vec<ResourceSpans>) {
     let mut seen = HashSet::new();
     for rs in resource_spans.iter_mut() {
         for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| seen.insert(s.span_id.clone()));
+            ss.spans
+                .retain(|s| seen.insert((s.span_id.clone(), s.kind)));
         }
         rs.scope_spans.retain(|ss| !ss.spans.is_empty());
     }
@@ -123,6 +125,11 @@ mod tests {
         let mut v = vec![rs(vec![span(1), span(2), span(1)]), rs(vec![span(2)])];
         dedup_spans(&mut v);
         assert_eq!(v.len(), 1);
+        assert_eq!(v[0].scope_spans[0].spans.len(), 2);
+        // The server half of a Zipkin shared span is another span.
+        let server = Span { kind: 2, ..span(1) };
+        let mut v = vec![rs(vec![span(1), server])];
+        dedup_spans(&mut v);
         assert_eq!(v[0].scope_spans[0].spans.len(), 2);
     }
 

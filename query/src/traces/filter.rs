@@ -312,6 +312,32 @@ pub fn tag_predicate(key: &str, value: &str) -> Result<String, String> {
     })
 }
 
+/// A tag condition as Jaeger and Zipkin mean it: `error=true` also matches spans with an
+/// error status, since OTLP keeps errors in the status rather than in a tag.
+pub fn tag_or_status(key: &str, value: &str) -> Result<String, String> {
+    let p = tag_predicate(key, value)?;
+    Ok(if key == "error" && value == "true" {
+        format!("({p} OR coalesce({}, 0) = 2)", columns::STATUS_CODE)
+    } else {
+        p
+    })
+}
+
+/// A span that has the tag `key`, on itself or its resource; `error` also matches an error
+/// status.
+pub fn tag_exists(key: &str) -> String {
+    let p = format!(
+        "({} OR {})",
+        attribute(columns::ATTRIBUTES, key, Op::Ne, &Value::Nil),
+        resource(key, Op::Ne, &Value::Nil)
+    );
+    if key == "error" {
+        format!("({p} OR coalesce({}, 0) = 2)", columns::STATUS_CODE)
+    } else {
+        p
+    }
+}
+
 /// `k=v k2="v 2"` pairs.
 pub fn logfmt(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();

@@ -1,12 +1,15 @@
-//! Trace reading over the `spans` table, shared by the Tempo and Jaeger APIs and the web UI:
-//! whole traces by id ([`fetch`] through the [`index`] of span files), TraceQL ([`traceql`], [`filter`]) and search with true
-//! roots and durations ([`search`], [`summary`]), tag names and values ([`tags`]).
+//! Trace reading over the `spans` table, shared by the Tempo, Jaeger and Zipkin APIs and the
+//! web UI: whole traces by id ([`fetch`] through the [`index`] of span files), TraceQL
+//! ([`traceql`], [`filter`]) and search with true roots and durations ([`search`],
+//! [`summary`]), tag names and values ([`tags`]), services, operations and the calls between
+//! services ([`catalog`]).
 //!
 //! Invariants: every query is bounded by a time range on `start_time` that is also written on
 //! the `date`/`hour` partition columns, so DataFusion lists only the partitions in range;
 //! reading a whole trace is never bounded by time unless the caller gives a hint, because a
 //! trace's spans may have started hours apart.
 
+pub mod catalog;
 pub mod fetch;
 pub mod filter;
 pub mod index;

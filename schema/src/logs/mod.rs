@@ -137,3 +137,20 @@ fn read_batch(cols: &BatchColumns, grouper: &mut Grouper<Vec<LogRecord>>) -> Res
     }
     Ok(())
 }
+
+/// The OTLP severity number of a level name (any case), if it is one.
+pub fn severity_of(level: &str) -> Option<i32> {
+    let n = match level.to_ascii_lowercase().as_str() {
+        "trace" | "finest" => 1,
+        "debug" | "fine" | "finer" | "dbg" => 5,
+        "info" | "information" | "informational" => 9,
+        "notice" => 10,
+        "warn" | "warning" => 13,
+        "error" | "err" | "severe" => 17,
+        "crit" | "critical" => 18,
+        "alert" => 19,
+        "emerg" | "emergency" | "fatal" | "panic" => 21,
+        _ => return None,
+    };
+    Some(n)
+}

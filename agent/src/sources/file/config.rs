@@ -104,6 +104,11 @@ pub struct FileSourceConfig {
     pub start_at: StartAt,
     /// How often the globs are expanded again to find new files, in ms.
     pub discovery_interval_ms: u64,
+    /// Watch the include directories for files created and renamed (inotify on Linux), so
+    /// a file is found, and followed through a rename, as soon as it happens rather than at
+    /// the next discovery. Polling stays on as the fallback, and for file systems without
+    /// events.
+    pub watch: bool,
     /// How often an active file is checked for new data, in ms; idle files are checked less
     /// often, down to once per `discovery_interval_ms`.
     pub poll_interval_ms: u64,
@@ -152,6 +157,7 @@ impl Default for FileSourceConfig {
             multiline: None,
             start_at: StartAt::Beginning,
             discovery_interval_ms: 1000,
+            watch: true,
             poll_interval_ms: 100,
             max_line_bytes: 256 * 1024,
             long_lines: LongLines::Truncate,

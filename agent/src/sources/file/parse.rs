@@ -348,22 +348,7 @@ fn iso_date_time(b: &[u8]) -> Option<i64> {
     t.and_utc().timestamp_nanos_opt()
 }
 
-/// The OTLP severity number of a level name (any case), if it is one.
-pub fn severity_of(level: &str) -> Option<i32> {
-    let n = match level.to_ascii_lowercase().as_str() {
-        "trace" | "finest" => 1,
-        "debug" | "fine" | "finer" | "dbg" => 5,
-        "info" | "information" | "informational" => 9,
-        "notice" => 10,
-        "warn" | "warning" => 13,
-        "error" | "err" | "severe" => 17,
-        "crit" | "critical" => 18,
-        "alert" => 19,
-        "emerg" | "emergency" | "fatal" | "panic" => 21,
-        _ => return None,
-    };
-    Some(n)
-}
+pub use strata_schema::logs::severity_of;
 
 /// Numeric levels of bunyan / pino (10 trace .. 60 fatal).
 fn numeric_level(level: i64) -> Option<i32> {

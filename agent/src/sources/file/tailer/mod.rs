@@ -30,6 +30,7 @@
 
 mod copytruncate;
 mod records;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -55,6 +56,7 @@ use super::multiline::Multiline;
 use super::parse::MessageParser;
 use copytruncate::{Recovery, find_copy, recover, start_over};
 use records::{Out, feed, file_meta, finish_line, finish_pending, host_name, to_batch};
+use watch::Watch;
 
 /// What the tailer hands downstream, in order.
 pub(super) struct Outgoing {
@@ -135,7 +137,10 @@ struct Batch {
 
 pub(super) struct Tailer {
     config: Arc<FileSourceConfig>,
+    include: Vec<glob::Pattern>,
     exclude: Vec<glob::Pattern>,
+    /// Creations and renames in the include directories, as they happen.
+    watch: Watch,
     name: String,
     metrics: SourceMetrics,
     parser: MessageParser,
@@ -168,14 +173,21 @@ impl Tailer {
         tx: mpsc::Sender<Outgoing>,
         shutdown: CancellationToken,
     ) -> Self {
+        let name = config.resolved_name();
         Self {
             // Validated before the source starts.
+            include: config
+                .include
+                .iter()
+                .filter_map(|g| glob::Pattern::new(g).ok())
+                .collect(),
+            watch: Watch::new(&config.include, config.watch, &name),
             exclude: config
                 .exclude
                 .iter()
                 .filter_map(|g| glob::Pattern::new(g).ok())
                 .collect(),
-            name: config.resolved_name(),
+            name,
             parser: MessageParser::new(config.parser, config.pattern.as_deref()),
             host: host_name(),
             config,
@@ -198,7 +210,7 @@ impl Tailer {
 
     /// Runs until shutdown (or until downstream is gone).
     pub(super) fn run(mut self) {
-        info!(source = %self.name, include = ?self.config.include, "file source started");
+        info!(source = %self.name, include = ?self.config.include, file_events = self.watch.active(), "file source started");
         let mut next_discovery = Instant::now();
         let poll = self.config.poll_interval();
         let max_age = Duration::from_millis(self.config.batch_max_age_ms);
@@ -232,8 +244,16 @@ impl Tailer {
             if (self.batch_full() || old || idle_flush) && !self.flush() {
                 return;
             }
-            if !read_any {
-                std::thread::sleep(poll.min(next_discovery.saturating_duration_since(now)));
+            // Waits for the next poll, or for the first file event; after a read, only takes
+            // the events already there.
+            let wait = if read_any {
+                Duration::ZERO
+            } else {
+                poll.min(next_discovery.saturating_duration_since(now))
+            };
+            let seen = self.watch.wait(wait);
+            if !seen.is_empty() {
+                self.on_events(seen, Instant::now());
             }
         }
         info!(source = %self.name, "file source stopped");
@@ -246,6 +266,7 @@ impl Tailer {
 
     /// Expands the globs: new files are tracked, files no longer found are marked gone.
     fn discover(&mut self, now: Instant) {
+        self.watch.retry();
         let mut seen = HashSet::new();
         let include = self.config.include.clone();
         for pattern in &include {
