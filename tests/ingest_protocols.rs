@@ -1,7 +1,8 @@
 //! The ingest protocols besides OTLP, with their real clients against `strata standalone`:
 //! Zipkin v2 (the OpenTelemetry SDK's Zipkin JSON exporter and py_zipkin in JSON and
 //! protobuf, read back through the Zipkin query API and compared field by field) and
-//! Elasticsearch bulk ingest (the official Python client's bulk helpers, read back in SQL),
+//! Elasticsearch bulk ingest (the official Python client's bulk helpers, and rsyslog's
+//! `omelasticsearch` output shipping a file, read back in SQL),
 //! each on the OTLP/HTTP port and on a port of its own; bad requests answered in each
 //! protocol's terms and counted.
 
@@ -212,4 +213,181 @@ fn elasticsearch_bulk_clients_ship_logs() {
            AND attributes['elasticsearch.index']['str'] = 'logs-shop'",
     );
     assert_eq!(body, "order 7 placed");
+}
+
+/// rsyslog tails a file (`imfile`) and ships it with its Elasticsearch output in bulk mode,
+/// as a syslog relay would: every line arrives once, with the fields of its template.
+#[test]
+fn rsyslog_ships_a_file_through_its_elasticsearch_output() {
+    let Some(rsyslogd) = rsyslogd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _, es) = with_ports(dir.path(), "rsyslog");
+    let port = es.rsplit(':').next().unwrap().to_string();
+    let app = dir.path().join("app.log");
+    let n = 3_000;
+    let lines: String = (0..n).map(|i| format!("request {i:05} served\n")).collect();
+    std::fs::write(&app, lines).unwrap();
+    let work = dir.path().join("rsyslog-work");
+    std::fs::create_dir_all(&work).unwrap();
+    let errors = dir.path().join("es-errors.json");
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{work}")
+module(load="imfile")
+module(load="omelasticsearch")
+template(name="ecs" type="list" option.jsonf="on") {{
+  property(outname="@timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+  property(outname="message" name="msg" format="jsonf")
+  property(outname="log.level" name="syslogseverity-text" format="jsonf")
+  constant(outname="service.name" value="relay" format="jsonf")
+}}
+ruleset(name="ship") {{
+  action(type="omelasticsearch" server="127.0.0.1" serverport="{port}" template="ecs"
+         searchIndex="logs-rsyslog" bulkmode="on" maxbytes="256k"
+         queue.type="linkedlist" queue.size="10000" queue.dequeuebatchsize="500"
+         action.resumeretrycount="-1" errorfile="{errors}")
+}}
+input(type="imfile" File="{app}" Tag="app" ruleset="ship")
+"#,
+            work = work.display(),
+            errors = errors.display(),
+            app = app.display(),
+        ),
+    )
+    .unwrap();
+    let pid = dir.path().join("rsyslog.pid");
+    let conf_arg = conf.display().to_string();
+    let pid_arg = pid.display().to_string();
+    let mut relay = spawn(
+        "rsyslogd",
+        dir.path(),
+        &rsyslogd,
+        &["-n", "-f", &conf_arg, "-i", &pid_arg],
+    );
+    let stored = || {
+        sql(
+            &s.query,
+            "SELECT count(*), count(DISTINCT body) FROM logs \
+             WHERE attributes['elasticsearch.index']['str'] = 'logs-rsyslog'",
+        )["rows"][0]
+            .clone()
+    };
+    eventually(
+        Duration::from_secs(60),
+        "every line shipped by rsyslog",
+        || {
+            assert!(relay.is_running(), "rsyslogd stopped: {}", relay.log_text());
+            stored()[1].as_u64() == Some(n)
+        },
+    );
+    assert_eq!(stored(), serde_json::json!([n, n]));
+    assert!(
+        !errors.exists(),
+        "rsyslog wrote errors: {:?}",
+        std::fs::read_to_string(&errors)
+    );
+    let v = sql(
+        &s.query,
+        "SELECT min(body), max(body), min(service_name), min(severity_text) FROM logs \
+         WHERE attributes['elasticsearch.index']['str'] = 'logs-rsyslog'",
+    );
+    assert_eq!(
+        v["rows"][0],
+        serde_json::json!([
+            "request 00000 served",
+            "request 02999 served",
+            "relay",
+            "notice"
+        ]),
+        "{v}"
+    );
+    relay.terminate(Duration::from_secs(5));
+}
+
+/// A shared span (Zipkin's client and server halves of one id) is two spans in the trace and
+/// one call between the services.
+#[test]
+fn zipkin_shared_spans_stay_two_and_count_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, zipkin, _) = with_ports(dir.path(), "shared");
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let trace = "5af7183fb1d4cf5f";
+    let span = |id: &str, parent: &str, kind: &str, service: &str, shared: bool| {
+        serde_json::json!({
+            "traceId": trace, "id": id, "parentId": parent, "kind": kind, "name": "op",
+            "timestamp": now_us, "duration": 100, "shared": shared,
+            "localEndpoint": { "serviceName": service },
+        })
+    };
+    let root = serde_json::json!({
+        "traceId": trace, "id": "00000000000000a1", "kind": "SERVER", "name": "root",
+        "timestamp": now_us, "duration": 500, "localEndpoint": { "serviceName": "zs-a" },
+    });
+    let body = serde_json::json!([
+        root,
+        span(
+            "00000000000000b2",
+            "00000000000000a1",
+            "CLIENT",
+            "zs-a",
+            false
+        ),
+        span(
+            "00000000000000b2",
+            "00000000000000a1",
+            "SERVER",
+            "zs-b",
+            true
+        ),
+        span(
+            "00000000000000c3",
+            "00000000000000b2",
+            "CLIENT",
+            "zs-b",
+            false
+        ),
+    ]);
+    let (code, text) = post_bytes(
+        &format!("{zipkin}/api/v2/spans"),
+        body.to_string().as_bytes(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(code, 202, "{text}");
+    let url = format!("{}/zipkin/api/v2/trace/{trace}", s.query);
+    eventually(Duration::from_secs(20), "the trace stored", || {
+        let (code, body) = get(&url);
+        code == 200
+            && serde_json::from_str::<Value>(&body)
+                .is_ok_and(|v| v.as_array().map(Vec::len) == Some(4))
+    });
+    let got: Value = serde_json::from_str(&get(&url).1).unwrap();
+    let shared: Vec<&Value> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"] == "00000000000000b2")
+        .collect();
+    assert_eq!(shared.len(), 2, "{got}");
+    assert!(
+        shared
+            .iter()
+            .any(|s| s["shared"] == true && s["kind"] == "SERVER"),
+        "{got}"
+    );
+    let end = now_us / 1000 + 60_000;
+    let (_, deps) = get(&format!(
+        "{}/zipkin/api/v2/dependencies?endTs={end}&lookback=3600000",
+        s.query
+    ));
+    let deps: Value = serde_json::from_str(&deps).unwrap();
+    assert_eq!(
+        deps,
+        serde_json::json!([{ "parent": "zs-a", "child": "zs-b", "callCount": 1, "errorCount": 0 }]),
+        "{deps}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Which rows of a merge are duplicates of rows already taken, looking at rows in merge order.
 //!
-//! - Spans: by (trace id, span id), within one trace id, which the sort order keeps together.
+//! - Spans: by (trace id, span id, kind), within one trace id, which the sort order keeps
+//!   together (the kind keeps both halves of a Zipkin shared span).
 //! - Metric points: equal in every column (a retried batch), among the rows of one sort key
 //!   (metric, service, series, time), which the order makes adjacent. The sort key alone is
 //!   not the series: it leaves out the resource, so points of two instances of a service
@@ -122,13 +123,17 @@ impl Dedup {
             Signal::Traces => {
                 let trace = string(batch, columns::TRACE_ID)?.value(pos).as_bytes();
                 let span = string(batch, columns::SPAN_ID)?.value(pos).as_bytes();
+                let kind = span_kind(batch, pos)?;
                 self.new_key = trace != self.trace.as_slice();
                 if self.new_key {
                     self.trace.clear();
                     self.trace.extend_from_slice(trace);
                     self.spans.clear();
                 }
-                Ok(self.spans.insert(span.to_vec()))
+                let mut key = Vec::with_capacity(span.len() + 4);
+                key.extend_from_slice(span);
+                key.extend_from_slice(&kind.to_le_bytes());
+                Ok(self.spans.insert(key))
             }
             Signal::Metrics => {
                 let key = keys.row(pos);
@@ -165,6 +170,24 @@ fn same_batch(a: &RecordBatch, b: &RecordBatch) -> bool {
         && a.num_columns() == b.num_columns()
         && Arc::ptr_eq(a.column(0), b.column(0))
         && a.num_rows() == b.num_rows()
+}
+
+/// A span's kind (0 when null).
+fn span_kind(batch: &RecordBatch, pos: usize) -> Result<i32, MergeError> {
+    let kinds = batch
+        .column_by_name(columns::KIND)
+        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int32Type>())
+        .ok_or_else(|| {
+            MergeError::Arrow(arrow::error::ArrowError::SchemaError(format!(
+                "{} is not an int32 column",
+                columns::KIND
+            )))
+        })?;
+    Ok(if kinds.is_null(pos) {
+        0
+    } else {
+        kinds.value(pos)
+    })
 }
 
 fn string<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a StringArray, MergeError> {

@@ -4,8 +4,8 @@
 //! whole, to be retried), then metric points of series past the tenant's active-series limit
 //! are left out.
 //!
-//! Invariant: what is left out is counted by tenant and reason in the limits' metrics and
-//! answered as rejected items (OTLP partial success; a 400 for remote write, which Prometheus
+//! Invariant: what is left out is counted by tenant and reason in the limits' metrics, marked
+//! row by row in [`Rejected::kept`], and answered as rejected items (OTLP partial success; a 400 for remote write, which Prometheus
 //! does not retry); a refusal of the whole request takes nothing from the buckets.
 
 use arrow::array::{AsArray, BooleanArray};
@@ -44,6 +44,7 @@ pub fn apply(
     if max_value > 0
         && let Some(keep) = strata_schema::value_length::rows_within(&batch, max_value)
     {
+        left_out.kept = Some(keep.clone());
         let n = drop_rows(&mut batch, keep)?;
         overrides.refused(tenant, "value_length", n);
         left_out.add(
@@ -61,6 +62,17 @@ pub fn apply(
         && let Some(keep) =
             overrides.admit_series(tenant, ids.as_primitive::<UInt64Type>().values())
     {
+        left_out.kept = Some(match left_out.kept.take() {
+            None => keep.clone(),
+            // Over the rows the first pass kept: back onto every row of the request.
+            Some(first) => {
+                let mut second = keep.iter().copied();
+                first
+                    .into_iter()
+                    .map(|k| k && second.next().unwrap_or(false))
+                    .collect()
+            }
+        });
         let n = drop_rows(&mut batch, keep)?;
         overrides.refused(tenant, "series", n);
         left_out.add(

@@ -93,6 +93,25 @@ impl Drop for Proc {
 }
 
 /// Spawns `strata <args>` with `envs`, logging to `dir/<name>.log`.
+/// Starts `program` with `args` in the background, its output in `dir/<name>.log`; killed
+/// when the returned [`Proc`] is dropped.
+pub fn spawn(name: &str, dir: &Path, program: &Path, args: &[&str]) -> Proc {
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+    Proc {
+        name: name.to_string(),
+        child: Some(child),
+        log,
+    }
+}
+
 pub fn strata(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
     let log = dir.join(format!("{name}.log"));
     let file = std::fs::File::create(&log).expect("log file");
@@ -239,6 +258,16 @@ pub fn logged_addr(proc: &mut Proc, key: &str, within: Duration) -> Option<Strin
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Debian's rsyslogd with its Elasticsearch output (`rsyslog-elasticsearch`):
+/// `STRATA_TEST_RSYSLOGD`, required when `STRATA_REQUIRE_INTEROP=1`.
+pub fn rsyslogd() -> Option<PathBuf> {
+    installed(
+        "STRATA_TEST_RSYSLOGD",
+        "STRATA_REQUIRE_INTEROP",
+        "rsyslog-elasticsearch",
+    )
 }
 
 /// Debian's psql: `STRATA_TEST_PSQL`, required when `STRATA_REQUIRE_INTEROP=1`.

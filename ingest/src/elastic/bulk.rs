@@ -1,7 +1,9 @@
 //! The `_bulk` body: newline-delimited JSON, an action line (`index`, `create`, `update`,
 //! `delete`) followed by a document line for all but `delete`.
 //!
-//! A line that is not an action is an error of the whole request, as in Elasticsearch (the
+//! Blank lines between items are skipped (the body ends with a newline); the line after an
+//! action is its document, blank or not. A line that is not an action is an error of the
+//! whole request, as in Elasticsearch (the
 //! lines after it cannot be told apart any more); everything else is an error of its item:
 //! a document that is not JSON, an action without an index, and `update` / `delete`, which
 //! a log store does not do.
@@ -62,13 +64,19 @@ fn action_line(line: &[u8], number: usize) -> Result<(&'static str, Map<String, 
 
 /// The items of a bulk body; `default_index` is the path's (`/{index}/_bulk`).
 pub fn parse(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, String> {
+    let blank = |l: &[u8]| l.iter().all(u8::is_ascii_whitespace);
+    // The newline that ends the body ends its last line; it does not start another.
+    let body = body.strip_suffix(b"\n").unwrap_or(body);
     let mut lines = body
         .split(|b| *b == b'\n')
         .enumerate()
-        .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
-        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace));
+        .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)));
     let mut items = Vec::new();
     while let Some((number, line)) = lines.next() {
+        // Blank lines between items are skipped; a blank document line is a document.
+        if blank(line) {
+            continue;
+        }
         let (action, meta) = action_line(line, number)?;
         let index = meta
             .get("_index")
@@ -132,6 +140,10 @@ mod tests {
             {\"index\":{}}\n{not json\n";
         let items = parse(body, Some("dflt")).unwrap();
         assert_eq!(items.len(), 5);
+        // A blank document line is that document (not JSON), not a line to skip.
+        let shifted = parse(b"{\"index\":{}}\n\n{\"index\":{}}\n{}\n", Some("i")).unwrap();
+        assert_eq!(shifted.len(), 2);
+        assert!(shifted[0].doc.is_err() && shifted[1].doc.is_ok());
         assert_eq!(items[0].index, "a");
         assert!(items[0].doc.is_ok());
         assert_eq!(

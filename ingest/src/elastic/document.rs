@@ -102,13 +102,18 @@ fn timestamp(v: &Value) -> Result<u64, DocError> {
         ))
     };
     match v {
-        Value::Number(n) => {
-            let ms = n.as_f64().ok_or_else(bad)?;
-            if !(0.0..9.2e12).contains(&ms) {
-                return Err(bad());
+        // Epoch milliseconds: exact when whole, an `f64` only for a fraction.
+        Value::Number(n) => match n.as_u64() {
+            Some(ms) if ms < 9_200_000_000_000 => Ok(ms * 1_000_000),
+            Some(_) => Err(bad()),
+            None => {
+                let ms = n.as_f64().ok_or_else(bad)?;
+                if !(0.0..9.2e12).contains(&ms) {
+                    return Err(bad());
+                }
+                Ok((ms * 1e6).round() as u64)
             }
-            Ok((ms * 1e6).round() as u64)
-        }
+        },
         Value::String(s) => {
             let s = s.trim();
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {

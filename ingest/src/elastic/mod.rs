@@ -168,7 +168,10 @@ async fn xpack() -> Json<Value> {
     Json(json!({
         "build": { "hash": env!("CARGO_PKG_VERSION"), "date": "2026-01-01T00:00:00.000Z" },
         "license": { "uid": "strata", "type": "basic", "mode": "basic", "status": "active" },
-        "features": {},
+        "features": {
+            "ilm": { "available": true, "enabled": true },
+            "security": { "available": true, "enabled": false },
+        },
     }))
 }
 
@@ -297,8 +300,10 @@ impl Elastic {
         let now = now_ns();
         let mut groups: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut request = ExportLogsServiceRequest::default();
+        // The items of each resource group, in the order their rows take in the batch.
+        let mut group_items: Vec<Vec<usize>> = Vec::new();
         let mut stored = 0usize;
-        for item in &mut items {
+        for (index, item) in items.iter_mut().enumerate() {
             let Ok(doc) = &item.doc else { continue };
             match document::to_record(&item.index, doc, now) {
                 Ok(r) => {
@@ -313,11 +318,13 @@ impl Elastic {
                             scope_logs: vec![ScopeLogs::default()],
                             schema_url: String::new(),
                         });
+                        group_items.push(Vec::new());
                         request.resource_logs.len() - 1
                     });
                     request.resource_logs[at].scope_logs[0]
                         .log_records
                         .push(r.record);
+                    group_items[at].push(index);
                     stored += 1;
                 }
                 Err(e) => item.doc = Err(ItemError::new(400, e.kind, e.reason)),
@@ -355,17 +362,18 @@ impl Elastic {
                     };
                     error(e.http_status(), kind, e.public_message())
                 })?;
-            if rejected.count > 0 {
-                // The tenant's limits left records out, and which ones is not known here:
-                // the request is answered as refused (not to be retried) with what happened.
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "illegal_argument_exception",
-                    format!(
-                        "{} of {stored} documents were left out by the tenant's limits ({}); the others are stored",
-                        rejected.count, rejected.message
-                    ),
-                ));
+            // Records the tenant's limits left out are refused item by item.
+            if let Some(kept) = &rejected.kept {
+                let rows = group_items.iter().flatten();
+                for (&index, kept) in rows.zip(kept) {
+                    if !kept {
+                        items[index].doc = Err(ItemError::new(
+                            400,
+                            "illegal_argument_exception",
+                            format!("left out by the tenant's limits: {}", rejected.message),
+                        ));
+                    }
+                }
             }
         }
         let mut seq = 0u64;

@@ -176,3 +176,49 @@ async fn single_documents_bad_requests_and_overload() {
     assert_eq!(h[header::RETRY_AFTER], "1");
     assert_eq!(v["error"]["type"], "es_rejected_execution_exception");
 }
+
+#[tokio::test]
+async fn documents_the_tenant_limits_leave_out_are_refused_item_by_item() {
+    use strata_server::limits::{Limits, Overrides, Table};
+    let sink = Arc::new(Sink::default());
+    let table = Table {
+        defaults: Arc::new(Limits {
+            max_attribute_value_bytes: 16,
+            ..Limits::default()
+        }),
+        ..Table::default()
+    };
+    let limits = Arc::new(Overrides::with_table(table, None, Arc::default()));
+    let receiver = crate::test_sink::receiver(sink.clone(), 1 << 20);
+    let receiver = Arc::new(
+        Arc::try_unwrap(receiver)
+            .ok()
+            .expect("one owner")
+            .with_limits(limits),
+    );
+    // Two resource groups (services), so rows come in group order, not item order.
+    let long = "x".repeat(40);
+    let body = format!(
+        "{{\"index\":{{\"_index\":\"a\"}}}}\n{{\"service.name\":\"s1\",\"k\":\"short\"}}\n\
+         {{\"index\":{{\"_index\":\"a\"}}}}\n{{\"service.name\":\"s2\",\"k\":\"short\"}}\n\
+         {{\"index\":{{\"_index\":\"a\"}}}}\n{{\"service.name\":\"s1\",\"k\":\"{long}\"}}\n"
+    );
+    let (s, _, v) = call(
+        nested(receiver),
+        "POST",
+        "/elastic/_bulk",
+        body.into_bytes(),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["errors"], true);
+    let statuses: Vec<u64> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"]["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 201, 400], "{v}");
+    assert_eq!(sink.got.lock().unwrap()[0].2, 2);
+}

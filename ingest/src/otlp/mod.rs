@@ -192,6 +192,7 @@ impl OtlpReceiver {
                 }
                 let mut rejected = invalid;
                 rejected.add(left_out.count as u64, left_out.message);
+                rejected.kept = left_out.kept;
                 Ok(rejected)
             }
             Err(e) => {
@@ -237,6 +238,9 @@ impl OtlpReceiver {
 pub struct Rejected {
     pub count: i64,
     pub message: String,
+    /// Which rows of the converted batch the tenant's limits kept (`None`: every row), for
+    /// receivers that answer item by item.
+    pub kept: Option<Vec<bool>>,
 }
 
 impl Rejected {

@@ -163,6 +163,7 @@ fn rejected_spans(count: i64) -> Rejected {
         } else {
             String::new()
         },
+        ..Default::default()
     }
 }
 
@@ -295,6 +296,7 @@ impl OtlpSignal for Metrics {
             } else {
                 String::new()
             },
+            ..Default::default()
         }
     }
 

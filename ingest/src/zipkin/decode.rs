@@ -118,20 +118,43 @@ fn hex_bytes<const N: usize>(text: &str, field: &str) -> Result<[u8; N], String>
     Ok(out)
 }
 
-/// A trace id: 16 or 32 hex digits.
+/// A trace id: up to 32 hex digits, padded on the left as Zipkin's server pads them.
 fn trace_id(text: &str) -> Result<[u8; 16], String> {
-    let t = text.trim();
-    if t.len() != 16 && t.len() != 32 {
-        return Err(format!("traceId {t:?} is not 16 or 32 hex digits"));
-    }
-    hex_bytes::<16>(t, "traceId")
+    hex_bytes::<16>(text, "traceId")
 }
 
+/// A span id: up to 16 hex digits, padded on the left.
 fn span_id(text: &str, field: &str) -> Result<[u8; 8], String> {
-    if text.trim().len() != 16 {
-        return Err(format!("{field} {:?} is not 16 hex digits", text.trim()));
-    }
     hex_bytes::<8>(text, field)
+}
+
+/// The checks and defaults Zipkin's server applies to a decoded span: ids must not be all
+/// zeros (a zero parent is no parent), and a span without a timestamp takes its first
+/// annotation's, else the time it arrived (at 0 it would sit in 1970, outside every search).
+fn checked(mut s: Span) -> Result<Span, String> {
+    if s.trace_id == [0; 16] {
+        return Err("traceId is all zeros".into());
+    }
+    if s.id == [0; 8] {
+        return Err("id is all zeros".into());
+    }
+    if s.parent_id == Some([0; 8]) {
+        s.parent_id = None;
+    }
+    if s.start_ns == 0 {
+        s.start_ns = s
+            .annotations
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t > 0)
+            .min()
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            });
+    }
+    Ok(s)
 }
 
 fn nonempty(s: Option<String>) -> Option<String> {
@@ -213,7 +236,7 @@ fn json_span(value: Value) -> Result<Span, String> {
             other => Some((k, other.to_string())),
         })
         .collect();
-    Ok(Span {
+    checked(Span {
         trace_id: trace,
         id,
         parent_id,
@@ -345,7 +368,7 @@ fn proto_span(s: proto::Span) -> Result<Span, String> {
         4 => Some(Kind::Consumer),
         k => return Err(format!("kind {k} is not a Zipkin span kind")),
     };
-    Ok(Span {
+    checked(Span {
         trace_id: id_bytes::<16>(&s.trace_id, "trace_id")?,
         id: id_bytes::<8>(&s.id, "id")?,
         parent_id: match s.parent_id.len() {
@@ -410,6 +433,17 @@ mod tests {
         assert!(d.rejected[0].1.contains("traceId"), "{:?}", d.rejected);
         assert!(d.rejected[1].1.contains("BOGUS"), "{:?}", d.rejected);
         assert!(json(b"{\"not\":\"a list\"}").is_err());
+        // Short ids are padded; zero ids refused; a zero parent is none; no timestamp takes
+        // the first annotation's.
+        let d = json(br#"[{"traceId":"abc","id":"1","parentId":"0000000000000000","annotations":[{"timestamp":7,"value":"x"}]},
+                         {"traceId":"0","id":"1"},{"traceId":"1","id":"0"}]"#)
+        .unwrap();
+        assert_eq!(d.spans.len(), 1, "{:?}", d.rejected);
+        assert_eq!(
+            (d.spans[0].id[7], d.spans[0].parent_id, d.spans[0].start_ns),
+            (1, None, 7_000)
+        );
+        assert_eq!(d.rejected.len(), 2);
     }
 
     #[test]

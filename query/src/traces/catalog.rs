@@ -85,7 +85,8 @@ pub struct Dependency {
     pub errors: i64,
 }
 
-/// Calls between services in `range`: spans whose parent span belongs to another service.
+/// Calls between services in `range`: spans whose parent span belongs to another service,
+/// each span once.
 pub async fn dependencies(
     ctx: &SessionContext,
     range: TimeRange,
@@ -95,18 +96,25 @@ pub async fn dependencies(
         start_ns: range.start_ns.saturating_sub(PARENT_LEAD_NS),
         end_ns: range.end_ns,
     };
+    // A stored duplicate counts once on either side; on the parent side a Zipkin shared span
+    // (client and server halves of one id) is its server half, the one its children call from.
     let sql = format!(
         "SELECT p.service_name AS parent, c.service_name AS child, count(*) AS calls, \
                 sum(CASE WHEN c.status_code = 2 THEN 1 ELSE 0 END) AS errors \
-         FROM (SELECT trace_id, parent_span_id, service_name, {status} AS status_code FROM spans \
+         FROM (SELECT DISTINCT trace_id, span_id, {kind} AS kind, parent_span_id, service_name, \
+                      {status} AS status_code FROM spans \
                WHERE {} AND parent_span_id IS NOT NULL) c \
-         JOIN (SELECT trace_id, span_id, service_name FROM spans WHERE {}) p \
+         JOIN (SELECT trace_id, span_id, service_name FROM \
+                 (SELECT trace_id, span_id, service_name, row_number() OVER \
+                    (PARTITION BY trace_id, span_id ORDER BY CASE WHEN {kind} = 2 THEN 0 ELSE 1 END) AS rn \
+                  FROM spans WHERE {}) WHERE rn = 1) p \
            ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id \
          WHERE p.service_name <> c.service_name \
          GROUP BY p.service_name, c.service_name ORDER BY parent, child",
         range.sql(),
         parent_range.sql(),
         status = columns::STATUS_CODE,
+        kind = columns::KIND,
     );
     let mut out = Vec::new();
     for batch in run(ctx, &sql, timeout).await? {

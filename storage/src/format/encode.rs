@@ -1,6 +1,7 @@
 //! Encoding one collector flush (one partition's buffered batches) as a Parquet file: the
 //! rows are sorted by the signal's sort columns and written with [`super::writer_properties`].
-//! Spans are unique by (trace id, span id) within a file.
+//! Spans are unique by (trace id, span id, kind) within a file (the kind keeps both halves of a
+//! Zipkin shared span).
 //!
 //! Memory: besides the input, a flush holds the sort keys, the sorted order and one chunk of
 //! [`CHUNK_ROWS`] gathered rows at a time, never a sorted copy of the whole partition.
@@ -111,7 +112,7 @@ pub fn encode(
     Ok((out, rows.len()))
 }
 
-/// Keeps the first of the `rows` (batch, row) of every (trace id, span id): a span stored
+/// Keeps the first of the `rows` (batch, row) of every (trace id, span id, kind): a span stored
 /// twice (a batch retried through two collectors' restarts) is written once per file. `rows`
 /// are sorted by trace id then start time, and both copies of a span have the same start time,
 /// so they sit in the same run of equal (trace id, start time): only span ids within such a run
@@ -120,7 +121,7 @@ fn unique_spans(
     inputs: &[&RecordBatch],
     rows: Vec<(usize, usize)>,
 ) -> Result<Vec<(usize, usize)>, EncodeError> {
-    use arrow::array::{AsArray, PrimitiveArray, StringArray};
+    use arrow::array::{Array, AsArray, PrimitiveArray, StringArray};
     use arrow::datatypes::TimestampNanosecondType;
     let strings = |name: &'static str| {
         inputs
@@ -141,6 +142,18 @@ fn unique_spans(
                 .ok_or(EncodeError::MissingColumn(columns::START_TIME))
         })
         .collect::<Result<Vec<&PrimitiveArray<TimestampNanosecondType>>, _>>()?;
+    let kinds = inputs
+        .iter()
+        .map(|b| {
+            b.column_by_name(columns::KIND)
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int32Type>())
+                .ok_or(EncodeError::MissingColumn(columns::KIND))
+        })
+        .collect::<Result<Vec<&PrimitiveArray<arrow::datatypes::Int32Type>>, _>>()?;
+    let kind_of = |(b, i): (usize, usize)| {
+        let k = kinds[b];
+        if k.is_null(i) { 0 } else { k.value(i) }
+    };
     let trace_of = |(b, i): (usize, usize)| trace[b].value(i);
     let span_of = |(b, i): (usize, usize)| span[b].value(i);
     let start_of = |(b, i): (usize, usize)| start[b].value(i);
@@ -157,7 +170,7 @@ fn unique_spans(
         }
         if kept[run_start..]
             .iter()
-            .all(|&k| span_of(k) != span_of(row))
+            .all(|&k| span_of(k) != span_of(row) || kind_of(k) != kind_of(row))
         {
             kept.push(row);
         }

@@ -219,6 +219,8 @@ impl Tailer {
             if now >= next_discovery {
                 self.discover(now);
                 next_discovery = now + self.config.discovery_interval();
+            } else if self.watch.discovery_due(now) {
+                self.discover(now);
             }
             let due: Vec<FileKey> = self
                 .files
@@ -266,7 +268,7 @@ impl Tailer {
 
     /// Expands the globs: new files are tracked, files no longer found are marked gone.
     fn discover(&mut self, now: Instant) {
-        self.watch.retry();
+        self.watch.discovered(now);
         let mut seen = HashSet::new();
         let include = self.config.include.clone();
         for pattern in &include {
@@ -696,10 +698,16 @@ impl Tailer {
             .values()
             .filter(|t| {
                 t.recovery.is_none()
-                    && t.gone_since.is_some_and(|g| {
-                        t.file.is_none()
-                            || (t.lines.read_offset() >= t.size
-                                && now.duration_since(g.max(t.last_growth)) >= wait)
+                    && t.gone_since.is_some_and(|g| match &t.file {
+                        // Closed (past `max_open_files`): let go once it cannot be found any
+                        // more or holds nothing unread; a file still there with unread bytes
+                        // waits for room to be reopened.
+                        None => locate(&t.path, t.key, true)
+                            .is_none_or(|(_, len)| t.lines.read_offset() >= len),
+                        Some(_) => {
+                            t.lines.read_offset() >= t.size
+                                && now.duration_since(g.max(t.last_growth)) >= wait
+                        }
                     })
             })
             .map(|t| t.key)
@@ -708,6 +716,7 @@ impl Tailer {
             let Some(mut t) = self.files.remove(&key) else {
                 continue;
             };
+            self.watch.released(key, t.fingerprint);
             if t.file.take().is_some() {
                 self.open -= 1;
             }

@@ -3,17 +3,25 @@
 //! the moment it appears and followed the moment it is renamed, even when it lives shorter
 //! than a discovery interval (an `app.log` rotated away every 80 ms).
 //!
-//! Only creations and renames are passed on; writes are not (the tailer polls open files, and
-//! a write event per line would cost more than the poll). The watcher's thread hands events
-//! over a channel; the tailer's wait for the next round is a wait on that channel, so an event
-//! wakes it at once.
+//! The directories watched are the ones the globs can match in: each directory matching the
+//! glob's directory part (found again at every discovery, so new pod directories are watched
+//! and removed ones dropped), watched without recursion; only a `**` glob watches its base
+//! directory recursively.
+//!
+//! Only creations and renames are passed on. The kernel still reports every write to a
+//! watched directory's files to `notify` (its inotify backend asks for them), and they are
+//! dropped in the watcher's callback; the tailer polls open files for data. The callback hands
+//! events over a bounded channel (a full channel becomes one "look again"); the tailer's wait
+//! for its next round is a wait on that channel, so an event wakes it at once.
 //!
 //! Invariant: events only make the tailer look sooner. Polling and discovery go on as before,
-//! so a lost event (a full kernel queue, a file system without events, a directory that did
-//! not exist yet) delays a file by at most a discovery interval, as without events.
+//! so a lost event (a full queue, a file system without events, a directory that did not exist
+//! yet) delays a file by at most a discovery interval, as without events.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +29,7 @@ use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tracing::{debug, warn};
 
-use super::super::identity::FileKey;
+use super::super::identity::{FileKey, Fingerprint, read_prefix};
 use super::records::file_meta;
 
 /// What the watcher saw.
@@ -32,6 +40,13 @@ pub(super) enum Seen {
     /// `from` was renamed to `to`.
     Renamed { from: PathBuf, to: PathBuf },
 }
+
+/// Events queued for the tailer at most; past it they become one [`Seen::Changed`].
+const QUEUE: usize = 4096;
+/// Shortest time between two expansions of the globs that events ask for.
+const MIN_GAP: Duration = Duration::from_millis(10);
+/// Files let go that are remembered, so that a rename of one is not taken for a new file.
+const RELEASED: usize = 4096;
 
 /// The directory a glob's matches live under: its components before the first one with a
 /// wildcard, and whether matches may be deeper (`**`, or a wildcard in a directory).
@@ -61,66 +76,66 @@ fn base_dir(pattern: &str) -> (PathBuf, RecursiveMode) {
     (base, RecursiveMode::NonRecursive)
 }
 
+/// The directories to watch for `pattern` as the disk is now: its base directory when its
+/// matches are all in it or the glob has `**` (recursively then), else every directory that
+/// matches the glob's directory part (each without recursion).
+fn targets(pattern: &str) -> Vec<(PathBuf, RecursiveMode)> {
+    let (base, mode) = base_dir(pattern);
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    if mode == RecursiveMode::NonRecursive || pattern.contains("**") {
+        return vec![(base, mode)];
+    }
+    let Some(parent) = Path::new(pattern).parent() else {
+        return vec![(base, mode)];
+    };
+    match glob::glob(&parent.to_string_lossy()) {
+        Ok(dirs) => dirs
+            .flatten()
+            .filter(|d| d.is_dir())
+            .map(|d| (d, RecursiveMode::NonRecursive))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 pub(super) struct Watch {
     watcher: Option<RecommendedWatcher>,
     events: mpsc::Receiver<Seen>,
-    /// Directories to watch that could not be watched yet (missing), tried again by
-    /// [`Watch::retry`].
-    waiting: Vec<(PathBuf, RecursiveMode)>,
+    /// Set by the callback when the queue was full: something was missed, look again.
+    overflowed: Arc<AtomicBool>,
+    include: Vec<String>,
     watched: HashSet<PathBuf>,
+    /// Files read to their end and let go, with their fingerprint (an inode used again by
+    /// another file has other first bytes).
+    released: HashMap<FileKey, Fingerprint>,
+    /// Events asked for an expansion of the globs that waits for [`MIN_GAP`].
+    pending: bool,
+    last_discovery: Option<Instant>,
 }
 
 impl Watch {
-    /// Watches the base directories of `include`; without events (`enabled` false, or no
-    /// watcher on this system) every wait is a plain sleep.
+    /// Watches the directories of `include`; without events (`enabled` false, or no watcher
+    /// on this system) every wait is a plain sleep.
     pub(super) fn new(include: &[String], enabled: bool, source: &str) -> Self {
-        let (tx, events) = mpsc::channel();
+        let (tx, events) = mpsc::sync_channel(QUEUE);
+        let overflowed = Arc::new(AtomicBool::new(false));
         let watcher = if enabled {
+            let full = overflowed.clone();
             let mut moved_from: Option<(usize, PathBuf)> = None;
             let handler = move |res: notify::Result<notify::Event>| {
-                let Ok(event) = res else {
-                    let _ = tx.send(Seen::Changed);
-                    return;
+                let seen = match res {
+                    Err(_) => Some(Seen::Changed),
+                    Ok(event) if event.need_rescan() => Some(Seen::Changed),
+                    Ok(event) => classify(event, &mut moved_from),
                 };
-                if event.need_rescan() {
-                    let _ = tx.send(Seen::Changed);
-                    return;
-                }
-                let seen = match event.kind {
-                    EventKind::Create(_) => Some(Seen::Changed),
-                    EventKind::Modify(ModifyKind::Name(RenameMode::Both))
-                        if event.paths.len() == 2 =>
-                    {
-                        moved_from = None;
-                        Some(Seen::Renamed {
-                            from: event.paths[0].clone(),
-                            to: event.paths[1].clone(),
-                        })
-                    }
-                    EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-                        if let (Some(t), Some(p)) = (event.tracker(), event.paths.first()) {
-                            moved_from = Some((t, p.clone()));
-                        }
-                        Some(Seen::Changed)
-                    }
-                    EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-                        match (moved_from.take(), event.tracker(), event.paths.first()) {
-                            (Some((t, from)), Some(tracker), Some(to)) if t == tracker => {
-                                Some(Seen::Renamed {
-                                    from,
-                                    to: to.clone(),
-                                })
-                            }
-                            _ => Some(Seen::Changed),
-                        }
-                    }
-                    EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => {
-                        Some(Seen::Changed)
-                    }
-                    _ => None,
-                };
-                if let Some(s) = seen {
-                    let _ = tx.send(s);
+                if let Some(s) = seen
+                    && let Err(mpsc::TrySendError::Full(_)) = tx.try_send(s)
+                {
+                    full.store(true, Ordering::Relaxed);
                 }
             };
             match notify::recommended_watcher(handler) {
@@ -133,26 +148,34 @@ impl Watch {
         } else {
             None
         };
-        let mut waiting: Vec<(PathBuf, RecursiveMode)> = Vec::new();
-        for pattern in include {
-            let (dir, mode) = base_dir(pattern);
-            let dir = if dir.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                dir
-            };
-            if !waiting.iter().any(|(d, _)| *d == dir) {
-                waiting.push((dir, mode));
-            }
-        }
         let mut watch = Self {
             watcher,
             events,
-            waiting,
+            overflowed,
+            include: include.to_vec(),
             watched: HashSet::new(),
+            released: HashMap::new(),
+            pending: false,
+            last_discovery: None,
         };
         watch.retry();
         watch
+    }
+
+    /// Remembers a file let go.
+    pub(super) fn released(&mut self, key: FileKey, fingerprint: Fingerprint) {
+        if self.released.len() >= RELEASED {
+            self.released.clear();
+        }
+        self.released.insert(key, fingerprint);
+    }
+
+    /// Whether the expansion of the globs that events asked for is due now.
+    pub(super) fn discovery_due(&self, now: Instant) -> bool {
+        self.pending
+            && self
+                .last_discovery
+                .is_none_or(|t| now.duration_since(t) >= MIN_GAP)
     }
 
     /// Whether events come at all.
@@ -160,21 +183,33 @@ impl Watch {
         self.watcher.is_some() && !self.watched.is_empty()
     }
 
-    /// Tries again to watch the directories that could not be watched.
+    /// The globs are being expanded: what events asked for is done, and directories are
+    /// watched again ([`Watch::retry`]).
+    pub(super) fn discovered(&mut self, now: Instant) {
+        self.pending = false;
+        self.last_discovery = Some(now);
+        self.retry();
+    }
+
+    /// Watches the directories the globs match now that are not watched yet, and forgets
+    /// the ones that are gone (their watch ended with them), so a directory made again is
+    /// watched again.
     pub(super) fn retry(&mut self) {
         let Some(watcher) = self.watcher.as_mut() else {
             return;
         };
-        let watched = &mut self.watched;
-        self.waiting
-            .retain(|(dir, mode)| match watcher.watch(dir, *mode) {
-                Ok(()) => {
-                    debug!(dir = %dir.display(), "watching for file events");
-                    watched.insert(dir.clone());
-                    false
+        self.watched.retain(|d| d.is_dir());
+        for pattern in &self.include {
+            for (dir, mode) in targets(pattern) {
+                if self.watched.contains(&dir) {
+                    continue;
                 }
-                Err(_) => true,
-            });
+                if watcher.watch(&dir, mode).is_ok() {
+                    debug!(dir = %dir.display(), "watching for file events");
+                    self.watched.insert(dir);
+                }
+            }
+        }
     }
 
     /// Waits up to `timeout` for events (returns at the first), then takes every event
@@ -190,40 +225,80 @@ impl Watch {
         if !timeout.is_zero() {
             match self.events.recv_timeout(timeout) {
                 Ok(s) => out.push(s),
-                Err(_) => return out,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // The watcher is gone: polling alone from now on.
+                    self.watcher = None;
+                    return out;
+                }
             }
         }
-        // Bounded: a flood of events is taken a slice at a time, between reads.
-        while out.len() < 4096 {
+        while out.len() < QUEUE {
             match self.events.try_recv() {
                 Ok(s) => out.push(s),
                 Err(_) => break,
             }
         }
+        if self.overflowed.swap(false, Ordering::Relaxed) {
+            out.push(Seen::Changed);
+        }
         out
     }
 }
 
+/// What an event means to the tailer; `moved_from` pairs a rename's two halves when the
+/// backend reports them apart.
+fn classify(event: notify::Event, moved_from: &mut Option<(usize, PathBuf)>) -> Option<Seen> {
+    match event.kind {
+        EventKind::Create(_) => Some(Seen::Changed),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if event.paths.len() == 2 => {
+            *moved_from = None;
+            let mut paths = event.paths.into_iter();
+            let from = paths.next()?;
+            let to = paths.next()?;
+            Some(Seen::Renamed { from, to })
+        }
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+            if let (Some(t), Some(p)) = (event.tracker(), event.paths.first()) {
+                *moved_from = Some((t, p.clone()));
+            }
+            Some(Seen::Changed)
+        }
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+            match (moved_from.take(), event.tracker(), event.paths.first()) {
+                (Some((t, from)), Some(tracker), Some(to)) if t == tracker => Some(Seen::Renamed {
+                    from,
+                    to: to.clone(),
+                }),
+                _ => Some(Seen::Changed),
+            }
+        }
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(Seen::Changed),
+        _ => None,
+    }
+}
+
 impl super::Tailer {
-    /// Acts on file events: renames are followed, then the globs are expanded at once.
+    /// Acts on file events: renames are followed at once; the globs are expanded again now,
+    /// or after [`MIN_GAP`] since the last time events asked for it.
     pub(super) fn on_events(&mut self, seen: Vec<Seen>, now: Instant) {
-        let mut changed = false;
         for s in seen {
-            changed = true;
+            self.watch.pending = true;
             if let Seen::Renamed { from, to } = s {
                 self.follow_rename(&from, &to, now);
             }
         }
-        if changed {
+        if self.watch.discovery_due(now) {
             self.discover(now);
         }
     }
 
-    /// A file of ours (matching the globs, or tracked under `from`) renamed to `to`: followed
+    /// A file of ours (under the globs, or tracked under `from`) renamed to `to`: followed
     /// there, and finished there when `to` is out of the globs, also when it was never seen
-    /// under its old name (rotated away before a discovery could find it).
+    /// under its old name (rotated away before a discovery could find it). A file already
+    /// read and let go is not taken up again.
     fn follow_rename(&mut self, from: &Path, to: &Path, now: Instant) {
-        let ours = self.include.iter().any(|p| p.matches_path(from))
+        let ours = (self.include.iter().any(|p| p.matches_path(from)) && !self.excluded(from))
             || self.files.values().any(|t| t.path == from);
         if !ours {
             return;
@@ -237,7 +312,7 @@ impl super::Tailer {
         let key = FileKey::of(&meta);
         let in_globs = self.include.iter().any(|p| p.matches_path(to)) && !self.excluded(to);
         if !self.files.contains_key(&key) {
-            if self.skipped.contains(&key) {
+            if self.skipped.contains(&key) || self.was_released(key, to) {
                 return;
             }
             debug!(from = %from.display(), to = %to.display(), "file renamed before it was found; reading it where it is");
@@ -252,6 +327,17 @@ impl super::Tailer {
                 t.gone_since = Some(now);
             }
         }
+    }
+
+    /// Whether the file at `path` is one read to its end and let go (same inode, same first
+    /// bytes).
+    fn was_released(&self, key: FileKey, path: &Path) -> bool {
+        let Some(fingerprint) = self.watch.released.get(&key).filter(|f| f.len > 0) else {
+            return false;
+        };
+        std::fs::File::open(path)
+            .and_then(|f| read_prefix(&f, fingerprint.len as usize))
+            .is_ok_and(|prefix| fingerprint.matches(&prefix))
     }
 }
 
