@@ -1,6 +1,5 @@
-//! End-to-end tests of the agent's file source, with the real `strata` binary on loopback:
-//! rotation by rename and by copytruncate under a fast writer, `kill -9` of the agent while it
-//! ships, files that share their first bytes or start empty, Kubernetes container logs (CRI
+//! End-to-end tests of the agent's file source, with the real `strata` binary on loopback
+//! (rotation is in `file_rotation.rs`): `kill -9` of the agent while it ships, files that share their first bytes or start empty, Kubernetes container logs (CRI
 //! and Docker, partial lines joined), multiline stack traces, and the loghub samples.
 //!
 //! Every writer and every wait is bounded in count and time.
@@ -10,411 +9,10 @@ mod common;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::file_source::*;
 use common::*;
-
-/// A `strata standalone` with a configuration file of file sources.
-fn standalone(dir: &Path, name: &str, sources: &str) -> Standalone {
-    common::standalone(dir, name, Some(sources), &[])
-}
-
-/// One `[[agent.files]]` table tuned for tests: fast polling and discovery, short rotate
-/// wait.
-fn source(name: &str, include: &[&Path], extra: &str) -> String {
-    source_discovering(name, include, 100, extra)
-}
-
-/// [`source`] with globs expanded every `discovery_ms`.
-fn source_discovering(name: &str, include: &[&Path], discovery_ms: u64, extra: &str) -> String {
-    let globs: Vec<String> = include
-        .iter()
-        .map(|p| format!("{:?}", p.display().to_string()))
-        .collect();
-    format!(
-        "[[agent.files]]\nname = \"{name}\"\ninclude = [{}]\npoll_interval_ms = 20\n\
-         discovery_interval_ms = {discovery_ms}\nrotate_wait_ms = 1500\nbatch_max_age_ms = 50\n\
-         partial_line_timeout_ms = 500\n{extra}\n",
-        globs.join(", ")
-    )
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-fn scalar(q: &str, query: &str) -> u64 {
-    sql_scalar(q, query).as_u64().unwrap_or(0)
-}
-
-/// Line `i` of the sequence writers: fixed width, so a torn line cannot pass for a whole one.
-fn seq_line(i: u64) -> String {
-    format!(
-        "seq={i:08} {}",
-        "x".repeat(40 + (i % 7) as usize * 3).replace('x', "ab")
-    )
-}
-
-/// The runs of sequence numbers below `n` that are not stored, as `first..=last`: what a
-/// failing test prints so that a loss can be told from a lost batch or a lost file.
-fn missing_runs(q: &str, n: u64) -> Vec<String> {
-    let v = sql(
-        q,
-        &format!(
-            "SELECT prev, s FROM (SELECT s, lag(s, 1, -1) OVER (ORDER BY s) AS prev FROM \
-             (SELECT DISTINCT CAST(substr(body, 5, 8) AS BIGINT) AS s FROM logs \
-              UNION ALL SELECT {n})) WHERE s - prev > 1 ORDER BY s"
-        ),
-    );
-    v["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            let (prev, s) = (r[0].as_i64().unwrap_or(0), r[1].as_i64().unwrap_or(0));
-            format!("{}..={}", prev + 1, s - 1)
-        })
-        .collect()
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Rotation {
-    None,
-    Rename,
-    CopyTruncate,
-}
-
-/// Writes `total` sequence lines to `path` at about `per_sec`, rotating it every second as
-/// `rotation` says; bounded by `max_time` too. Returns (lines written, rotations).
-fn write_sequence(
-    path: &Path,
-    total: u64,
-    per_sec: u64,
-    rotation: Rotation,
-    max_time: Duration,
-) -> (u64, u64) {
-    write_rotating(path, total, per_sec, rotation, max_time, |_| {
-        Duration::from_secs(1)
-    })
-}
-
-/// [`write_sequence`], rotating after `every(rotations so far)`.
-fn write_rotating(
-    path: &Path,
-    total: u64,
-    per_sec: u64,
-    rotation: Rotation,
-    max_time: Duration,
-    every: impl Fn(u64) -> Duration,
-) -> (u64, u64) {
-    let open = |p: &Path| {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .expect("open log")
-    };
-    let mut file = std::io::BufWriter::with_capacity(64 * 1024, open(path));
-    let start = Instant::now();
-    let mut last_rotation = start;
-    let mut rotations = 0;
-    let mut i = 0;
-    let step = (per_sec / 100).max(1);
-    while i < total && start.elapsed() < max_time {
-        for _ in 0..step.min(total - i) {
-            writeln!(file, "{}", seq_line(i)).expect("write");
-            i += 1;
-        }
-        file.flush().expect("flush");
-        if rotation != Rotation::None && last_rotation.elapsed() >= every(rotations) {
-            rotations += 1;
-            last_rotation = Instant::now();
-            let rotated = path.with_extension(format!("log.{rotations}"));
-            match rotation {
-                Rotation::Rename => {
-                    std::fs::rename(path, &rotated).expect("rename");
-                    file = std::io::BufWriter::with_capacity(64 * 1024, open(path));
-                }
-                Rotation::CopyTruncate => {
-                    std::fs::copy(path, &rotated).expect("copy");
-                    OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .and_then(|f| f.set_len(0))
-                        .expect("truncate");
-                }
-                Rotation::None => {}
-            }
-        }
-        // Pace: `i` lines should have taken i / per_sec seconds.
-        let due = Duration::from_secs_f64(i as f64 / per_sec as f64);
-        if let Some(wait) = due.checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
-        }
-    }
-    (i, rotations)
-}
-
-/// (rows, distinct bodies) stored.
-fn stored(q: &str) -> (u64, u64) {
-    let v = sql(q, "SELECT count(*), count(DISTINCT body) FROM logs");
-    (
-        v["rows"][0][0].as_u64().unwrap_or(0),
-        v["rows"][0][1].as_u64().unwrap_or(0),
-    )
-}
-
-/// Waits until the stored count stops changing for `quiet` (bounded by `within`).
-fn settle(q: &str, within: Duration, quiet: Duration) -> (u64, u64) {
-    let deadline = Instant::now() + within;
-    let mut last = stored(q);
-    let mut since = Instant::now();
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-        let now = stored(q);
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= quiet {
-            break;
-        }
-    }
-    last
-}
-
-/// Every stored body is one of the written lines `0..n`, each exactly once.
-fn assert_exact_sequence(q: &str, n: u64) {
-    let (rows, distinct) = stored(q);
-    assert_eq!(
-        (rows, distinct),
-        (n, n),
-        "rows, distinct bodies of {n} written"
-    );
-    let well_formed = scalar(
-        q,
-        "SELECT count(*) FROM logs WHERE body LIKE 'seq=________ abab%'",
-    );
-    assert_eq!(well_formed, n);
-    let v = sql(q, "SELECT min(body), max(body) FROM logs");
-    assert_eq!(v["rows"][0][0].as_str(), Some(seq_line(0).as_str()));
-    assert_eq!(v["rows"][0][1].as_str(), Some(seq_line(n - 1).as_str()));
-}
-
-#[test]
-fn rename_rotation_under_a_fast_writer_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let s = standalone(dir.path(), "rename", &source("app", &[&app], ""));
-    let (n, rotations) = write_sequence(
-        &app,
-        30_000,
-        5_000,
-        Rotation::Rename,
-        Duration::from_secs(20),
-    );
-    assert!(rotations >= 4, "{rotations} rotations");
-    eventually(Duration::from_secs(90), "every written line stored", || {
-        stored(&s.query).1 >= n
-    });
-    let (rows, distinct) = settle(&s.query, Duration::from_secs(10), Duration::from_secs(1));
-    println!(
-        "rename: {n} lines written over {rotations} rotations; {rows} rows, {distinct} distinct"
-    );
-    assert_exact_sequence(&s.query, n);
-    // Rotated files were read to their end, then let go.
-    eventually(Duration::from_secs(30), "rotated files released", || {
-        metric(
-            &get(&format!("{}/metrics", s.agent_http)).1,
-            "strata_agent_file_released_total",
-        ) >= rotations
-    });
-    drop(s.proc);
-}
-
-/// Rotation every 50-100 ms under a writer of 10,000 lines a second, with the default
-/// discovery interval of 1 s: most files live and are rotated away between two discoveries.
-/// With file events every line arrives exactly once; polling alone (`watch = false`, the
-/// control) loses the files it never saw.
-#[test]
-fn rotation_faster_than_discovery_is_followed_through_file_events() {
-    let every = |r: u64| Duration::from_millis(50 + (r * 37) % 51);
-    let run = |name: &str, watch: bool| {
-        let dir = tempfile::tempdir().unwrap();
-        let logs = dir.path().join("logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        let app = logs.join("app.log");
-        let s = standalone(
-            dir.path(),
-            name,
-            &source_discovering("app", &[&app], 1000, &format!("watch = {watch}")),
-        );
-        let (n, rotations) = write_rotating(
-            &app,
-            20_000,
-            10_000,
-            Rotation::Rename,
-            Duration::from_secs(20),
-            every,
-        );
-        assert_eq!(n, 20_000);
-        (dir, s, n, rotations)
-    };
-    let (_dir, s, n, rotations) = run("fast-rotation", true);
-    assert!(rotations >= 15, "{rotations} rotations");
-    eventually(Duration::from_secs(60), "every written line stored", || {
-        stored(&s.query).1 >= n
-    });
-    let (rows, distinct) = settle(&s.query, Duration::from_secs(10), Duration::from_secs(1));
-    println!(
-        "fast rotation, events: {n} lines over {rotations} rotations; {rows} rows, {distinct} distinct"
-    );
-    if (rows, distinct) != (n, n) {
-        println!("missing: {:?}", missing_runs(&s.query, n));
-    }
-    assert_exact_sequence(&s.query, n);
-    drop(s);
-    let (_dir, s, n, rotations) = run("fast-rotation-polling", false);
-    let (rows, distinct) = settle(&s.query, Duration::from_secs(10), Duration::from_secs(2));
-    println!(
-        "fast rotation, polling only: {n} lines over {rotations} rotations; {rows} rows, {distinct} distinct"
-    );
-    assert!(
-        distinct < n,
-        "polling alone cannot see files rotated between discoveries"
-    );
-    drop(s);
-}
-
-#[test]
-fn copytruncate_rotation_has_no_duplicates_and_counts_truncations() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let s = standalone(dir.path(), "copytruncate", &source("app", &[&app], ""));
-    let (n, rotations) = write_sequence(
-        &app,
-        30_000,
-        5_000,
-        Rotation::CopyTruncate,
-        Duration::from_secs(20),
-    );
-    assert!(rotations >= 4, "{rotations} rotations");
-    let (rows, distinct) = settle(&s.query, Duration::from_secs(90), Duration::from_secs(3));
-    let metrics = get(&format!("{}/metrics", s.agent_http)).1;
-    let truncations = metric(&metrics, "strata_agent_file_truncations_total");
-    let unread = metric(&metrics, "strata_agent_file_truncated_unread_bytes_total");
-    let recovered = metric(
-        &metrics,
-        "strata_agent_file_truncated_recovered_bytes_total",
-    );
-    let lost = n - distinct;
-    println!(
-        "copytruncate: {n} lines written, {rotations} rotations; stored {rows} rows, {distinct} \
-         distinct; lost {lost} lines; agent counted {truncations} truncations, read {recovered} \
-         bytes from the copies, {unread} bytes known unread"
-    );
-    assert_eq!(rows, distinct, "no line is stored twice");
-    // Whatever was stored is what was written.
-    assert_eq!(
-        scalar(
-            &s.query,
-            "SELECT count(*) FROM logs WHERE body LIKE 'seq=________ abab%'"
-        ),
-        rows
-    );
-    assert!(truncations >= 1 && truncations <= rotations);
-    // The writer wrote nothing between copy and truncate: when the tailer saw every
-    // truncation, it finished each old content from its copy and lost nothing.
-    if truncations == rotations {
-        assert_eq!(
-            lost,
-            0,
-            "lost lines although every truncation was seen: {:?}\n{}",
-            missing_runs(&s.query, n),
-            s.proc
-                .log_text()
-                .lines()
-                .filter(|l| l.contains("truncated"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    } else {
-        println!(
-            "the tailer missed {} truncations (machine too busy)",
-            rotations - truncations
-        );
-    }
-    drop(s.proc);
-}
-
-#[test]
-fn files_copytruncated_or_renamed_while_the_agent_was_down_are_finished() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let cfg = source("app", &[&app], "");
-    let append = |from: u64, to: u64| {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&app)
-            .unwrap();
-        for i in from..to {
-            writeln!(f, "{}", seq_line(i)).unwrap();
-        }
-    };
-    append(0, 1000);
-    let s = standalone(dir.path(), "down-1", &cfg);
-    eventually(Duration::from_secs(30), "the first lines", || {
-        stored(&s.query).1 == 1000
-    });
-    let mut proc = s.proc;
-    assert!(proc.terminate(Duration::from_secs(30)), "clean shutdown");
-    // While the agent is down: more lines, then logrotate copytruncate, then new lines.
-    append(1000, 1500);
-    std::fs::copy(&app, logs.join("app.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&app)
-        .and_then(|f| f.set_len(0))
-        .unwrap();
-    append(1500, 1700);
-    let s = standalone(dir.path(), "down-2", &cfg);
-    eventually(Duration::from_secs(30), "every line", || {
-        stored(&s.query).1 >= 1700
-    });
-    settle(&s.query, Duration::from_secs(10), Duration::from_secs(1));
-    assert_exact_sequence(&s.query, 1700);
-    let m = get(&format!("{}/metrics", s.agent_http)).1;
-    assert_eq!(metric(&m, "strata_agent_file_truncations_total"), 1);
-    assert!(metric(&m, "strata_agent_file_truncated_recovered_bytes_total") > 0);
-    // Down again: more lines, then a rename rotation out of the glob and a new file. The
-    // renamed file is found by its inode and finished.
-    let mut proc = s.proc;
-    assert!(proc.terminate(Duration::from_secs(30)), "clean shutdown");
-    append(1700, 1800);
-    std::fs::rename(&app, logs.join("app.log.2")).unwrap();
-    append(1800, 1900);
-    let s = standalone(dir.path(), "down-3", &cfg);
-    eventually(Duration::from_secs(30), "every line", || {
-        stored(&s.query).1 >= 1900
-    });
-    settle(&s.query, Duration::from_secs(10), Duration::from_secs(1));
-    assert_exact_sequence(&s.query, 1900);
-    eventually(Duration::from_secs(30), "the renamed file let go", || {
-        metric(
-            &get(&format!("{}/metrics", s.agent_http)).1,
-            "strata_agent_file_released_total",
-        ) == 1
-    });
-}
 
 /// A tiny deterministic generator for the kill times (seed printed for reruns).
 struct XorShift(u64);
@@ -626,7 +224,7 @@ fn start_position_for_files_found_at_the_first_start_and_deleted_files_are_finis
     let old = logs.join("old.log");
     std::fs::write(&old, "old 1\nold 2\nold 3\n").unwrap();
     let glob = logs.join("*.log");
-    let s = standalone(
+    let s = with_sources(
         dir.path(),
         "start-at-end",
         &source("logs", &[&glob], "start_at = \"end\""),
@@ -713,7 +311,7 @@ fn files_with_the_same_header_and_files_that_start_empty_are_all_read() {
     File::create(&paths[3]).unwrap();
     let glob = logs.join("*.log");
     let cfg = source("logs", &[&glob], "");
-    let s = standalone(dir.path(), "same-header-1", &cfg);
+    let s = with_sources(dir.path(), "same-header-1", &cfg);
     let per_file = |q: &str, name: &str| {
         scalar(
             q,
@@ -740,7 +338,7 @@ fn files_with_the_same_header_and_files_that_start_empty_are_all_read() {
         let mut f = OpenOptions::new().append(true).open(p).unwrap();
         f.write_all(b"after restart\n").unwrap();
     }
-    let s = standalone(dir.path(), "same-header-2", &cfg);
+    let s = with_sources(dir.path(), "same-header-2", &cfg);
     eventually(Duration::from_secs(30), "the new lines read", || {
         scalar(
             &s.query,
@@ -791,7 +389,7 @@ fn kubernetes_container_logs_multiline_and_bad_lines() {
         source("api", &[&json_log], "parser = \"json\""),
     ]
     .concat();
-    let s = standalone(dir.path(), "k8s", &cfg);
+    let s = with_sources(dir.path(), "k8s", &cfg);
     let q = s.query.as_str();
 
     std::fs::write(
@@ -960,7 +558,7 @@ fn thousands_of_files_are_read_with_a_bounded_number_open() {
         .unwrap();
     }
     let glob = logs.join("*.log");
-    let s = standalone(
+    let s = with_sources(
         dir.path(),
         "many",
         &source("many", &[&glob], &format!("max_open_files = {OPEN}")),
@@ -1013,7 +611,7 @@ fn every_loghub_sample_parses() {
     samples.sort();
     let dir = tempfile::tempdir().unwrap();
     let glob = shared.join("*.log");
-    let s = standalone(dir.path(), "loghub", &source("loghub", &[&glob], ""));
+    let s = with_sources(dir.path(), "loghub", &source("loghub", &[&glob], ""));
     let lines: u64 = samples
         .iter()
         .map(|p| {

@@ -70,6 +70,37 @@ pub fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// A `KeyValue` of any value.
+pub fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// A JSON value as an attribute value, the way receivers of JSON protocols keep fields:
+/// strings, booleans and numbers as themselves (integers as ints), arrays as arrays of their
+/// values, objects as their JSON text; `null` is no value.
+pub fn from_json(v: &serde_json::Value) -> Option<AnyValue> {
+    let value = match v {
+        serde_json::Value::Null => return None,
+        serde_json::Value::Bool(b) => Value::BoolValue(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::IntValue(i),
+            None => Value::DoubleValue(n.as_f64()?),
+        },
+        serde_json::Value::String(s) => Value::StringValue(s.clone()),
+        serde_json::Value::Array(items) => {
+            Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
+                values: items.iter().filter_map(from_json).collect(),
+            })
+        }
+        serde_json::Value::Object(_) => Value::StringValue(v.to_string()),
+    };
+    Some(AnyValue { value: Some(value) })
+}
+
 /// The Arrow type of every attribute map column:
 /// `Map<entries: Struct<key: Utf8, value: Struct<str, int, double, bool, bytes, any>>>`, unsorted.
 pub fn attribute_map_type() -> DataType {

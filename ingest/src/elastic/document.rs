@@ -15,9 +15,10 @@
 //! A document that is not an object, or whose `@timestamp` is not a date, is refused with
 //! Elasticsearch's own error type for it.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::{Map, Value};
+use strata_schema::any_value::{from_json, string_kv};
 
 /// The attribute that keeps the index a document was sent to.
 pub const INDEX_ATTRIBUTE: &str = "elasticsearch.index";
@@ -53,30 +54,6 @@ impl DocError {
 pub struct Record {
     pub resource: Vec<KeyValue>,
     pub record: LogRecord,
-}
-
-fn scalar(v: &Value) -> Option<any_value::Value> {
-    Some(match v {
-        Value::Bool(b) => any_value::Value::BoolValue(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => any_value::Value::IntValue(i),
-            None => any_value::Value::DoubleValue(n.as_f64()?),
-        },
-        Value::String(s) => any_value::Value::StringValue(s.clone()),
-        _ => return None,
-    })
-}
-
-fn any(v: &Value) -> Option<AnyValue> {
-    let value = match v {
-        Value::Null => return None,
-        Value::Array(items) => any_value::Value::ArrayValue(ArrayValue {
-            values: items.iter().filter_map(any).collect(),
-        }),
-        Value::Object(_) => any_value::Value::StringValue(v.to_string()),
-        other => scalar(other)?,
-    };
-    Some(AnyValue { value: Some(value) })
 }
 
 /// Every leaf of `map` under its dotted path, in document order.
@@ -197,7 +174,7 @@ pub fn to_record(index: &str, source: &Value, now_ns: u64) -> Result<Record, Doc
                 record.span_id = hex_id::<8>(value).unwrap_or_default();
             }
             _ => {
-                let Some(v) = any(value) else { continue };
+                let Some(v) = from_json(value) else { continue };
                 let kv = KeyValue {
                     key: key.clone(),
                     value: Some(v),
@@ -217,15 +194,9 @@ pub fn to_record(index: &str, source: &Value, now_ns: u64) -> Result<Record, Doc
         Value::String(s) => Some(AnyValue {
             value: Some(any_value::Value::StringValue(s.clone())),
         }),
-        other => any(other),
+        other => from_json(other),
     });
-    record.attributes.push(KeyValue {
-        key: INDEX_ATTRIBUTE.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(index.to_string())),
-        }),
-        ..Default::default()
-    });
+    record.attributes.push(string_kv(INDEX_ATTRIBUTE, index));
     Ok(Record { resource, record })
 }
 

@@ -18,40 +18,17 @@
 use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan, Status};
+use strata_schema::any_value::{from_json, kv, string_kv as string};
 
 use super::decode::{Endpoint, Kind, Span};
 
 /// The attribute that marks a shared span.
 pub const SHARED: &str = "zipkin.shared";
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-fn string(key: &str, value: &str) -> KeyValue {
-    kv(key, any_value::Value::StringValue(value.to_string()))
-}
-
-fn json_to_any(v: &serde_json::Value) -> any_value::Value {
-    match v {
-        serde_json::Value::Bool(b) => any_value::Value::BoolValue(*b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => any_value::Value::IntValue(i),
-            None => any_value::Value::DoubleValue(n.as_f64().unwrap_or_default()),
-        },
-        serde_json::Value::String(s) => any_value::Value::StringValue(s.clone()),
-        other => any_value::Value::StringValue(other.to_string()),
-    }
-}
 
 /// An annotation as an event: `{"name": {attrs}}` is an event with attributes.
 fn event(time_unix_nano: u64, value: &str) -> Event {
@@ -63,7 +40,14 @@ fn event(time_unix_nano: u64, value: &str) -> Event {
         return Event {
             time_unix_nano,
             name: name.clone(),
-            attributes: attrs.iter().map(|(k, v)| kv(k, json_to_any(v))).collect(),
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.clone(),
+                    value: from_json(v),
+                    ..Default::default()
+                })
+                .collect(),
             dropped_attributes_count: 0,
         };
     }

@@ -398,19 +398,12 @@ fn tag(kv: &KeyValue) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::common::v1::AnyValue;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span, Status, span::Event};
 
     use super::*;
 
-    fn kv(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
-    }
+    use strata_schema::any_value::kv;
 
     #[test]
     fn otlp_spans_become_jaeger_spans() {

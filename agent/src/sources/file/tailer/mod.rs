@@ -71,6 +71,16 @@ pub(super) enum Update {
     Forget(FileKey),
 }
 
+/// What [`Tailer::reopen`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reopen {
+    Opened,
+    /// Found with unread bytes, but every open file still has data to read.
+    NoRoom,
+    /// Not found, nothing unread, or not openable.
+    Nothing,
+}
+
 /// Largest read from one file in one poll.
 const CHUNK: usize = 1 << 20;
 
@@ -217,6 +227,8 @@ impl Tailer {
         while !self.shutdown.is_cancelled() {
             let now = Instant::now();
             if now >= next_discovery {
+                // Directories are looked for on the schedule only, not at every event.
+                self.watch.retry();
                 self.discover(now);
                 next_discovery = now + self.config.discovery_interval();
             } else if self.watch.discovery_due(now) {
@@ -491,39 +503,39 @@ impl Tailer {
 
     /// Reopens a closed file if it grew: at its path, or, once it is gone from there (rotated
     /// away while closed), wherever in the same directory its inode now is.
-    fn reopen(&mut self, key: FileKey) -> bool {
+    fn reopen(&mut self, key: FileKey) -> Reopen {
         let Some(t) = self.files.get(&key) else {
-            return false;
+            return Reopen::Nothing;
         };
         let Some((path, len)) = locate(&t.path, key, t.gone_since.is_some()) else {
-            return false;
+            return Reopen::Nothing;
         };
         let unread = len != t.size || t.lines.read_offset() < len;
         if !unread {
-            return false;
+            return Reopen::Nothing;
         }
         self.make_room();
         if self.open >= self.config.max_open_files {
             // Every open file still has data to read: wait for one to reach its end.
-            return false;
+            return Reopen::NoRoom;
         }
         let Some(t) = self.files.get_mut(&key) else {
-            return false;
+            return Reopen::Nothing;
         };
         match File::open(&path) {
             Ok(f) if f.metadata().is_ok_and(|m| FileKey::of(&m) == key) => {
                 t.file = Some(f);
                 self.open += 1;
-                true
+                Reopen::Opened
             }
-            _ => false,
+            _ => Reopen::Nothing,
         }
     }
 
     /// Reads what a file has past its offset (one chunk at most); returns the bytes read.
     fn poll(&mut self, key: FileKey, now: Instant) -> usize {
         let closed = self.files.get(&key).is_some_and(|t| t.file.is_none());
-        if closed && !self.reopen(key) {
+        if closed && self.reopen(key) != Reopen::Opened {
             if let Some(t) = self.files.get_mut(&key) {
                 t.idle = (t.idle * 2).min(self.config.discovery_interval());
                 t.next_poll = now + t.idle;
@@ -683,15 +695,19 @@ impl Tailer {
     /// Lets go of files that are gone, read to their end and quiet for `rotate_wait`.
     fn release(&mut self, now: Instant) {
         let wait = Duration::from_millis(self.config.rotate_wait_ms);
-        // A file rotated away while it was closed: find it and finish it before letting go.
+        // A file rotated away while it was closed: find it and finish it before letting go; one
+        // found with unread bytes but no room to open it waits for room.
         let closed_gone: Vec<FileKey> = self
             .files
             .values()
             .filter(|t| t.gone_since.is_some() && t.file.is_none())
             .map(|t| t.key)
             .collect();
+        let mut waiting = HashSet::new();
         for key in closed_gone {
-            self.reopen(key);
+            if self.reopen(key) == Reopen::NoRoom {
+                waiting.insert(key);
+            }
         }
         let done: Vec<FileKey> = self
             .files
@@ -699,11 +715,8 @@ impl Tailer {
             .filter(|t| {
                 t.recovery.is_none()
                     && t.gone_since.is_some_and(|g| match &t.file {
-                        // Closed (past `max_open_files`): let go once it cannot be found any
-                        // more or holds nothing unread; a file still there with unread bytes
-                        // waits for room to be reopened.
-                        None => locate(&t.path, t.key, true)
-                            .is_none_or(|(_, len)| t.lines.read_offset() >= len),
+                        // Closed: it could not be found any more, or held nothing unread.
+                        None => !waiting.contains(&t.key),
                         Some(_) => {
                             t.lines.read_offset() >= t.size
                                 && now.duration_since(g.max(t.last_growth)) >= wait

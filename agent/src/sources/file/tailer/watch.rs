@@ -4,7 +4,7 @@
 //! than a discovery interval (an `app.log` rotated away every 80 ms).
 //!
 //! The directories watched are the ones the globs can match in: each directory matching the
-//! glob's directory part (found again at every discovery, so new pod directories are watched
+//! glob's directory part (found again at every scheduled discovery, so new pod directories are watched
 //! and removed ones dropped), watched without recursion; only a `**` glob watches its base
 //! directory recursively.
 //!
@@ -183,12 +183,10 @@ impl Watch {
         self.watcher.is_some() && !self.watched.is_empty()
     }
 
-    /// The globs are being expanded: what events asked for is done, and directories are
-    /// watched again ([`Watch::retry`]).
+    /// The globs are being expanded: what events asked for is done.
     pub(super) fn discovered(&mut self, now: Instant) {
         self.pending = false;
         self.last_discovery = Some(now);
-        self.retry();
     }
 
     /// Watches the directories the globs match now that are not watched yet, and forgets
